@@ -1,0 +1,652 @@
+//! One SIP message read in a single pass over borrowed bytes, with no allocation.
+
+use super::chars;
+use super::error::{ParseError, Part};
+use super::header::HeaderName;
+use super::uri::{Host, Uri};
+
+/// Largest UDP payload; a Content-Length above it can only be a lie.
+pub const MAX_UDP_PAYLOAD: u64 = 65_507;
+
+/// How message ends are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// UDP: the datagram is the message; Content-Length may not exceed it, trailing octets are ignored.
+    Datagram,
+    /// TCP: Content-Length (0 when absent, as RFC 3261 §18.3 requires it) frames the message.
+    Stream,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method<'a> {
+    Invite,
+    Ack,
+    Bye,
+    Cancel,
+    Register,
+    Options,
+    Info,
+    Update,
+    Prack,
+    Subscribe,
+    Notify,
+    Refer,
+    Message,
+    Publish,
+    Other(&'a [u8]),
+}
+
+impl<'a> Method<'a> {
+    /// Methods are case-sensitive (RFC 3261 §7.1).
+    pub fn from_bytes(m: &'a [u8]) -> Method<'a> {
+        match m {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"REGISTER" => Method::Register,
+            b"OPTIONS" => Method::Options,
+            b"INFO" => Method::Info,
+            b"UPDATE" => Method::Update,
+            b"PRACK" => Method::Prack,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"REFER" => Method::Refer,
+            b"MESSAGE" => Method::Message,
+            b"PUBLISH" => Method::Publish,
+            other => Method::Other(other),
+        }
+    }
+
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Method::Invite => b"INVITE",
+            Method::Ack => b"ACK",
+            Method::Bye => b"BYE",
+            Method::Cancel => b"CANCEL",
+            Method::Register => b"REGISTER",
+            Method::Options => b"OPTIONS",
+            Method::Info => b"INFO",
+            Method::Update => b"UPDATE",
+            Method::Prack => b"PRACK",
+            Method::Subscribe => b"SUBSCRIBE",
+            Method::Notify => b"NOTIFY",
+            Method::Refer => b"REFER",
+            Method::Message => b"MESSAGE",
+            Method::Publish => b"PUBLISH",
+            Method::Other(m) => m,
+        }
+    }
+
+    /// Index into per-method tables; `None` for unknown methods.
+    pub fn known_index(&self) -> Option<usize> {
+        Some(match self {
+            Method::Invite => 0,
+            Method::Ack => 1,
+            Method::Bye => 2,
+            Method::Cancel => 3,
+            Method::Register => 4,
+            Method::Options => 5,
+            Method::Info => 6,
+            Method::Update => 7,
+            Method::Prack => 8,
+            Method::Subscribe => 9,
+            Method::Notify => 10,
+            Method::Refer => 11,
+            Method::Message => 12,
+            Method::Publish => 13,
+            Method::Other(_) => return None,
+        })
+    }
+
+    /// Requests that can start a dialog the engine should remember.
+    pub fn creates_dialog(&self) -> bool {
+        matches!(
+            self,
+            Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
+        )
+    }
+}
+
+impl std::fmt::Display for Method<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+pub const KNOWN_METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartLine<'a> {
+    Request { method: Method<'a>, uri: Uri<'a> },
+    Response { status: u16, reason: &'a [u8] },
+}
+
+/// From or To: `[display-name] <uri>;params` or `uri;params`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// Display name as written (quotes included when quoted).
+    pub display: Option<&'a [u8]>,
+    pub uri: Uri<'a>,
+    /// Header parameters including the leading ';', or empty.
+    pub params: &'a [u8],
+    pub tag: Option<&'a [u8]>,
+}
+
+impl NameAddr<'_> {
+    pub fn host(&self) -> Option<Host<'_>> {
+        self.uri.host
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    pub seq: u32,
+    pub method: Method<'a>,
+}
+
+/// A parsed SIP message. Every field borrows the buffer it was read from.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub start: StartLine<'a>,
+    pub from: NameAddr<'a>,
+    pub to: NameAddr<'a>,
+    pub call_id: &'a [u8],
+    pub cseq: CSeq<'a>,
+    pub content_length: Option<u32>,
+    pub user_agent: Option<&'a [u8]>,
+    /// The first Authorization or Proxy-Authorization value: the request carries credentials.
+    pub authorization: Option<&'a [u8]>,
+    /// The header block, from the first header line to the empty line (exclusive).
+    pub header_block: &'a [u8],
+    pub body: &'a [u8],
+    /// Octets this message takes in the buffer (start line to end of body).
+    pub len: usize,
+}
+
+impl<'a> Message<'a> {
+    pub fn method(&self) -> Option<Method<'a>> {
+        match self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            StartLine::Response { status, .. } => Some(status),
+            StartLine::Request { .. } => None,
+        }
+    }
+    pub fn request_uri(&self) -> Option<&Uri<'a>> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+    /// Every header in order, for display; policy uses the fields above.
+    pub fn headers(&self) -> HeaderIter<'a> {
+        HeaderIter::new(self.header_block)
+    }
+    /// `username` from the credentials, if any.
+    pub fn auth_username(&self) -> Option<&'a [u8]> {
+        self.authorization.and_then(|v| auth_param(v, b"username"))
+    }
+}
+
+/// One header line (folds joined): the name as written, its normalised form, and its trimmed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub name: &'a [u8],
+    pub kind: HeaderName,
+    pub value: &'a [u8],
+}
+
+/// Walks a header block line by line; a line starting with SP/HT continues the previous header.
+pub struct HeaderIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> HeaderIter<'a> {
+    pub fn new(block: &'a [u8]) -> Self {
+        HeaderIter { buf: block, pos: 0 }
+    }
+}
+
+/// End of the line starting at `pos` (index of '\n' or buf.len()), and the end of its content (before CR).
+#[inline]
+fn line_end(buf: &[u8], pos: usize) -> (usize, usize) {
+    match memchr::memchr(b'\n', &buf[pos..]) {
+        Some(off) => {
+            let nl = pos + off;
+            let content_end = if nl > pos && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+            (nl, content_end)
+        }
+        None => (buf.len(), buf.len()),
+    }
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Result<Header<'a>, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let buf = self.buf;
+        if self.pos >= buf.len() {
+            return None;
+        }
+        let start = self.pos;
+        let (mut nl, mut end) = line_end(buf, start);
+        if matches!(buf[start], b' ' | b'\t') {
+            // A fold with no header before it.
+            self.pos = buf.len();
+            return Some(Err(ParseError::BadHeaderLine));
+        }
+        // Join continuation lines.
+        while nl + 1 < buf.len() && matches!(buf[nl + 1], b' ' | b'\t') {
+            let (n2, e2) = line_end(buf, nl + 1);
+            nl = n2;
+            end = e2;
+        }
+        self.pos = nl + 1;
+        let line = &buf[start..end];
+        let Some(colon) = memchr::memchr(b':', line) else {
+            self.pos = buf.len();
+            return Some(Err(ParseError::BadHeaderLine));
+        };
+        let name = chars::trim_lws(&line[..colon]);
+        if !chars::is_token(name) || matches!(line[0], b' ' | b'\t') {
+            self.pos = buf.len();
+            return Some(Err(ParseError::BadHeaderLine));
+        }
+        Some(Ok(Header {
+            name,
+            kind: HeaderName::from_bytes(name),
+            value: chars::trim_lws(&line[colon + 1..]),
+        }))
+    }
+}
+
+/// Reads one message from the start of `buf`.
+pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
+    let Some(first_nl) = memchr::memchr(b'\n', buf) else {
+        return Err(match framing {
+            Framing::Stream if looks_like_sip_prefix(buf) => ParseError::Incomplete,
+            _ => ParseError::NotSip,
+        });
+    };
+    let line_end_ix = if first_nl > 0 && buf[first_nl - 1] == b'\r' { first_nl - 1 } else { first_nl };
+    let start = parse_start_line(&buf[..line_end_ix])?;
+
+    // Find the empty line that ends the headers: "\n\r\n" or "\n\n".
+    let hstart = first_nl + 1;
+    let mut pos = hstart;
+    let (block_end, body_start) = loop {
+        if pos >= buf.len() {
+            // A datagram whose headers run to its end (no empty line) has an empty body;
+            // a Content-Length above zero then fails below.
+            match framing {
+                Framing::Stream => return Err(ParseError::Incomplete),
+                Framing::Datagram => break (buf.len(), buf.len()),
+            }
+        }
+        if buf[pos] == b'\n' {
+            break (pos, pos + 1);
+        }
+        if buf[pos] == b'\r' && buf.get(pos + 1) == Some(&b'\n') {
+            break (pos, pos + 2);
+        }
+        if buf[pos] == b'\r' && pos + 1 == buf.len() && framing == Framing::Stream {
+            return Err(ParseError::Incomplete);
+        }
+        match memchr::memchr(b'\n', &buf[pos..]) {
+            Some(off) => pos += off + 1,
+            None => match framing {
+                Framing::Stream => return Err(ParseError::Incomplete),
+                Framing::Datagram => break (buf.len(), buf.len()),
+            },
+        }
+    };
+    let header_block = &buf[hstart..block_end];
+
+    let mut from = None;
+    let mut to = None;
+    let mut call_id = None;
+    let mut cseq = None;
+    let mut content_length: Option<u64> = None;
+    let mut user_agent = None;
+    let mut authorization = None;
+
+    for h in HeaderIter::new(header_block) {
+        let h = h?;
+        match h.kind {
+            HeaderName::From => set_once(&mut from, h.value, Part::From)?,
+            HeaderName::To => set_once(&mut to, h.value, Part::To)?,
+            HeaderName::CallId => set_once(&mut call_id, h.value, Part::CallId)?,
+            HeaderName::CSeq => set_once(&mut cseq, h.value, Part::CSeq)?,
+            HeaderName::ContentLength => {
+                if content_length.is_some() {
+                    return Err(ParseError::DuplicateHeader(Part::ContentLength));
+                }
+                content_length = Some(chars::digits(h.value).ok_or(ParseError::BadContentLength)?);
+            }
+            HeaderName::UserAgent => {
+                user_agent.get_or_insert(h.value);
+            }
+            HeaderName::Authorization | HeaderName::ProxyAuthorization => {
+                authorization.get_or_insert(h.value);
+            }
+            _ => {}
+        }
+    }
+
+    let from = parse_name_addr(from.ok_or(ParseError::MissingHeader(Part::From))?, Part::From)?;
+    let to = parse_name_addr(to.ok_or(ParseError::MissingHeader(Part::To))?, Part::To)?;
+    let call_id = call_id.ok_or(ParseError::MissingHeader(Part::CallId))?;
+    // callid = word [ "@" word ]: no whitespace inside.
+    if call_id.is_empty() || call_id.iter().any(|&b| b <= 0x20 || b == 0x7f) {
+        return Err(ParseError::BadCallId);
+    }
+    let cseq = parse_cseq(cseq.ok_or(ParseError::MissingHeader(Part::CSeq))?)?;
+    if let StartLine::Request { method, .. } = start {
+        if method != cseq.method {
+            return Err(ParseError::CSeqMismatch);
+        }
+    }
+
+    let available = (buf.len() - body_start) as u64;
+    let body_len = match (content_length, framing) {
+        (Some(cl), Framing::Datagram) if cl > available || cl > MAX_UDP_PAYLOAD => {
+            return Err(ParseError::BodyTruncated)
+        }
+        (Some(cl), Framing::Stream) if cl > available => return Err(ParseError::Incomplete),
+        (Some(cl), _) => cl as usize,
+        (None, Framing::Datagram) => available as usize,
+        (None, Framing::Stream) => 0,
+    };
+    let end = body_start + body_len;
+    Ok(Message {
+        start,
+        from,
+        to,
+        call_id,
+        cseq,
+        content_length: content_length.map(|c| c as u32),
+        user_agent,
+        authorization,
+        header_block,
+        body: &buf[body_start..end],
+        len: end,
+    })
+}
+
+#[inline]
+fn set_once<'a>(slot: &mut Option<&'a [u8]>, v: &'a [u8], part: Part) -> Result<(), ParseError> {
+    if slot.is_some() {
+        return Err(ParseError::DuplicateHeader(part));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+/// Could these bytes (no newline yet) be the beginning of a SIP start line?
+fn looks_like_sip_prefix(buf: &[u8]) -> bool {
+    buf.len() < 8192 && buf.iter().all(|&b| b >= 0x20 && b < 0x7f || b == b'\r' || b >= 0x80)
+}
+
+fn is_sip_version(v: &[u8]) -> bool {
+    v.len() >= 4 && v[..4].eq_ignore_ascii_case(b"SIP/")
+}
+
+fn check_version(v: &[u8]) -> Result<(), ParseError> {
+    if v.len() == 7 && v[..4].eq_ignore_ascii_case(b"SIP/") && &v[4..] == b"2.0" {
+        Ok(())
+    } else {
+        Err(ParseError::BadVersion)
+    }
+}
+
+fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
+    if is_sip_version(line) {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let sp = memchr::memchr(b' ', line).ok_or(ParseError::BadStatusLine)?;
+        check_version(&line[..sp])?;
+        let rest = &line[sp + 1..];
+        if rest.len() < 3 || (rest.len() > 3 && rest[3] != b' ') {
+            return Err(ParseError::BadStatusLine);
+        }
+        let code = chars::digits(&rest[..3]).ok_or(ParseError::BadStatusLine)?;
+        if !(100..=699).contains(&code) {
+            return Err(ParseError::BadStatusLine);
+        }
+        let reason = if rest.len() > 4 { &rest[4..] } else { &[][..] };
+        if reason.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+            return Err(ParseError::BadStatusLine);
+        }
+        return Ok(StartLine::Response { status: code as u16, reason });
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version: decide "is it SIP at all" by the
+    // version token at the end, then be strict about everything else.
+    let trimmed = chars::trim_lws(line);
+    let last_sp = memchr::memrchr(b' ', trimmed).ok_or(ParseError::NotSip)?;
+    if !is_sip_version(&trimmed[last_sp + 1..]) {
+        return Err(ParseError::NotSip);
+    }
+    let first_sp = memchr::memchr(b' ', line).ok_or(ParseError::BadRequestLine)?;
+    let last_sp = memchr::memrchr(b' ', line).ok_or(ParseError::BadRequestLine)?;
+    if first_sp == last_sp {
+        return Err(ParseError::BadRequestLine);
+    }
+    let method = &line[..first_sp];
+    let uri = &line[first_sp + 1..last_sp];
+    let version = &line[last_sp + 1..];
+    if !chars::is_token(method) {
+        return Err(ParseError::BadRequestLine);
+    }
+    check_version(version)?;
+    if uri.is_empty() || uri.iter().any(|&b| b <= 0x20 || b == b'<' || b == b'>' || b == 0x7f) {
+        return Err(ParseError::BadRequestLine);
+    }
+    let uri = Uri::parse(uri, Part::RequestUri)?;
+    // RFC 3261 §19.1.1: headers are not allowed in a Request-URI.
+    if !uri.headers.is_empty() {
+        return Err(ParseError::BadUri(Part::RequestUri));
+    }
+    Ok(StartLine::Request {
+        method: Method::from_bytes(method),
+        uri,
+    })
+}
+
+fn parse_cseq(v: &[u8]) -> Result<CSeq<'_>, ParseError> {
+    // CSeq = 1*DIGIT LWS Method
+    let mut i = 0;
+    while i < v.len() && v[i].is_ascii_digit() {
+        i += 1;
+    }
+    let seq = chars::digits(&v[..i]).ok_or(ParseError::BadCSeq)?;
+    if seq >= 1 << 31 {
+        return Err(ParseError::BadCSeq);
+    }
+    let j = chars::skip_lws(v, i);
+    if j == i {
+        return Err(ParseError::BadCSeq);
+    }
+    let m = &v[j..];
+    if !chars::is_token(m) {
+        return Err(ParseError::BadCSeq);
+    }
+    Ok(CSeq {
+        seq: seq as u32,
+        method: Method::from_bytes(m),
+    })
+}
+
+/// name-addr / addr-spec followed by `;params`, for From and To.
+pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError> {
+    let bad = ParseError::BadNameAddr(part);
+    let mut i = chars::skip_lws(v, 0);
+    let mut display = None;
+    let uri_raw;
+    let after;
+    if v.get(i) == Some(&b'"') {
+        // quoted-string = DQUOTE *(qdtext / quoted-pair) DQUOTE
+        let q0 = i;
+        i += 1;
+        loop {
+            match v.get(i) {
+                None => return Err(bad),
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    match v.get(i + 1) {
+                        Some(b'\r' | b'\n') | None => return Err(bad),
+                        Some(_) => i += 2,
+                    };
+                }
+                Some(_) => i += 1,
+            }
+        }
+        display = Some(&v[q0..=i]);
+        i = chars::skip_lws(v, i + 1);
+        if v.get(i) != Some(&b'<') {
+            return Err(bad);
+        }
+        let (u, a) = angle(v, i, part)?;
+        uri_raw = u;
+        after = a;
+    } else if let Some(lt) = memchr::memchr(b'<', v) {
+        // *(token LWS) before '<'
+        let d = chars::trim_lws(&v[i..lt]);
+        if !d.is_empty() {
+            if !d.iter().all(|&b| chars::token(b) || chars::lws(b)) {
+                return Err(bad);
+            }
+            display = Some(d);
+        }
+        let (u, a) = angle(v, lt, part)?;
+        uri_raw = u;
+        after = a;
+    } else {
+        // addr-spec: ends at the first ';' (all params are header params) or LWS.
+        let rest = &v[i..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b';' || chars::lws(b))
+            .unwrap_or(rest.len());
+        uri_raw = &rest[..end];
+        if uri_raw.contains(&b',') || uri_raw.contains(&b'?') {
+            return Err(bad);
+        }
+        after = i + end;
+    }
+    let uri = Uri::parse(uri_raw, part)?;
+    let params = chars::trim_lws(&v[after..]);
+    let tag = parse_params(params, bad)?;
+    Ok(NameAddr {
+        display,
+        uri,
+        params,
+        tag,
+    })
+}
+
+/// `<uri>` starting at `lt`: the URI and the index after '>'. No LWS is allowed inside (RFC 4475 badaspec).
+fn angle(v: &[u8], lt: usize, part: Part) -> Result<(&[u8], usize), ParseError> {
+    let gt = memchr::memchr(b'>', &v[lt..]).ok_or(ParseError::BadNameAddr(part))? + lt;
+    let u = &v[lt + 1..gt];
+    if u.is_empty() || u.iter().any(|&b| chars::lws(b)) {
+        return Err(ParseError::BadNameAddr(part));
+    }
+    Ok((u, gt + 1))
+}
+
+/// `*( SEMI generic-param )`; returns the `tag` value. Anything else (a ',' and a second value) is an error.
+fn parse_params(p: &[u8], bad: ParseError) -> Result<Option<&[u8]>, ParseError> {
+    let mut tag = None;
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] != b';' {
+            return Err(bad);
+        }
+        i = chars::skip_lws(p, i + 1);
+        let ns = i;
+        while i < p.len() && chars::token(p[i]) {
+            i += 1;
+        }
+        let name = &p[ns..i];
+        if name.is_empty() {
+            return Err(bad);
+        }
+        i = chars::skip_lws(p, i);
+        let mut value: &[u8] = &[];
+        if p.get(i) == Some(&b'=') {
+            i = chars::skip_lws(p, i + 1);
+            let vs = i;
+            if p.get(i) == Some(&b'"') {
+                i += 1;
+                while i < p.len() && p[i] != b'"' {
+                    i += if p[i] == b'\\' { 2 } else { 1 };
+                }
+                if i >= p.len() {
+                    return Err(bad);
+                }
+                i += 1;
+            } else {
+                // token / host (IPv6 brackets and ':' included)
+                while i < p.len() && (chars::token(p[i]) || matches!(p[i], b'[' | b']' | b':')) {
+                    i += 1;
+                }
+            }
+            value = &p[vs..i];
+            if value.is_empty() {
+                return Err(bad);
+            }
+            i = chars::skip_lws(p, i);
+        }
+        if name.eq_ignore_ascii_case(b"tag") {
+            if tag.is_some() || value.is_empty() {
+                return Err(bad);
+            }
+            tag = Some(value);
+        }
+    }
+    Ok(tag)
+}
+
+/// A `name=value` or `name="value"` parameter from a credentials header (for evidence only).
+pub fn auth_param<'a>(v: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let mut i = 0;
+    while i + name.len() < v.len() {
+        let at = memchr::memmem::find(&v[i..], name)? + i;
+        let before_ok = at == 0 || matches!(v[at - 1], b' ' | b',' | b'\t');
+        let mut j = chars::skip_lws(v, at + name.len());
+        if before_ok && v.get(j) == Some(&b'=') {
+            j = chars::skip_lws(v, j + 1);
+            if v.get(j) == Some(&b'"') {
+                let end = memchr::memchr(b'"', &v[j + 1..])? + j + 1;
+                return Some(&v[j + 1..end]);
+            }
+            let end = v[j..]
+                .iter()
+                .position(|&b| b == b',' || chars::lws(b))
+                .map_or(v.len(), |e| e + j);
+            return Some(&v[j..end]);
+        }
+        i = at + name.len();
+    }
+    None
+}

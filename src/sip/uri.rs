@@ -1,0 +1,218 @@
+//! SIP, SIPS, tel and other URIs (RFC 3261 §19.1, §25.1; RFC 3966), borrowed from the message.
+
+use super::chars;
+use super::error::{ParseError, Part};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Sip,
+    Sips,
+    Tel,
+    /// Any other absoluteURI scheme: readable, but it has no host sipwall could check.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host<'a> {
+    Name(&'a [u8]),
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl Host<'_> {
+    /// True when this host is `domain` (ASCII case-insensitive; an IP never is).
+    #[inline]
+    pub fn is_domain(&self, domain: &[u8]) -> bool {
+        matches!(self, Host::Name(n) if n.eq_ignore_ascii_case(domain))
+    }
+}
+
+impl std::fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(&String::from_utf8_lossy(n)),
+            Host::V4(a) => write!(f, "{a}"),
+            Host::V6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uri<'a> {
+    pub raw: &'a [u8],
+    pub scheme: Scheme,
+    /// userinfo without the '@' (user and optional ":password"); for tel, the number.
+    pub user: Option<&'a [u8]>,
+    pub host: Option<Host<'a>>,
+    pub port: Option<u16>,
+    /// ";name=value..." including the leading ';', or empty.
+    pub params: &'a [u8],
+    /// "?h=v&..." including the leading '?', or empty.
+    pub headers: &'a [u8],
+}
+
+impl<'a> Uri<'a> {
+    /// Parses one URI with nothing around it. `part` names the field for errors.
+    pub fn parse(raw: &'a [u8], part: Part) -> Result<Uri<'a>, ParseError> {
+        let bad = ParseError::BadUri(part);
+        let colon = memchr::memchr(b':', raw).ok_or(bad)?;
+        let (scheme_s, rest) = (&raw[..colon], &raw[colon + 1..]);
+        // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+        if scheme_s.is_empty()
+            || !scheme_s[0].is_ascii_alphabetic()
+            || !scheme_s
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        {
+            return Err(bad);
+        }
+        let scheme = if scheme_s.eq_ignore_ascii_case(b"sip") {
+            Scheme::Sip
+        } else if scheme_s.eq_ignore_ascii_case(b"sips") {
+            Scheme::Sips
+        } else if scheme_s.eq_ignore_ascii_case(b"tel") {
+            Scheme::Tel
+        } else {
+            Scheme::Other
+        };
+        if rest.is_empty() || !rest.iter().all(|&b| b > 0x20 && b < 0x7f || b >= 0x80) {
+            return Err(bad);
+        }
+        if matches!(scheme, Scheme::Tel | Scheme::Other) {
+            let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            return Ok(Uri {
+                raw,
+                scheme,
+                user: Some(&rest[..end]),
+                host: None,
+                port: None,
+                params: &rest[end..],
+                headers: &[],
+            });
+        }
+        // A second '@' makes the userinfo/host split ambiguous: a PBX may read either host.
+        let mut ats = memchr::memchr_iter(b'@', rest);
+        let (user, hostpart) = match (ats.next(), ats.next()) {
+            (None, _) => (None, rest),
+            (Some(at), None) => (Some(&rest[..at]), &rest[at + 1..]),
+            (Some(_), Some(_)) => return Err(ParseError::BadHost(part)),
+        };
+        if let Some(u) = user {
+            if u.is_empty() || !u.iter().all(|&b| chars::uri_part(b)) {
+                return Err(bad);
+            }
+        }
+        let (host, mut i) = parse_host(hostpart).ok_or(ParseError::BadHost(part))?;
+        let mut port = None;
+        if hostpart.get(i) == Some(&b':') {
+            let start = i + 1;
+            i = start;
+            while i < hostpart.len() && hostpart[i].is_ascii_digit() {
+                i += 1;
+            }
+            let p = chars::digits(&hostpart[start..i]).ok_or(bad)?;
+            port = Some(u16::try_from(p).map_err(|_| bad)?);
+        }
+        let tail = &hostpart[i..];
+        let (params, headers) = match memchr::memchr(b'?', tail) {
+            Some(q) => (&tail[..q], &tail[q..]),
+            None => (tail, &tail[tail.len()..]),
+        };
+        if !params.is_empty() && params[0] != b';' {
+            // Something other than params/headers right after the host: '%', '<', '[', ...
+            return Err(ParseError::BadHost(part));
+        }
+        if !params.iter().all(|&b| chars::uri_part(b)) || !headers.iter().all(|&b| chars::uri_part(b)) {
+            return Err(bad);
+        }
+        Ok(Uri {
+            raw,
+            scheme,
+            user,
+            host: Some(host),
+            port,
+            params,
+            headers,
+        })
+    }
+
+    /// The user part without a ":password".
+    pub fn user_name(&self) -> Option<&'a [u8]> {
+        self.user.map(|u| match memchr::memchr(b':', u) {
+            Some(c) if self.scheme != Scheme::Tel => &u[..c],
+            _ => u,
+        })
+    }
+}
+
+/// host = hostname / IPv4address / IPv6reference. Returns the host and where it ended.
+fn parse_host(s: &[u8]) -> Option<(Host<'_>, usize)> {
+    if s.first() == Some(&b'[') {
+        let close = memchr::memchr(b']', s)?;
+        let inner = std::str::from_utf8(&s[1..close]).ok()?;
+        let v6: Ipv6Addr = inner.parse().ok()?;
+        return Some((Host::V6(v6), close + 1));
+    }
+    let mut i = 0;
+    while i < s.len() && chars::host(s[i]) {
+        i += 1;
+    }
+    let name = &s[..i];
+    if name.is_empty() || name[0] == b'.' || name[0] == b'-' || name.windows(2).any(|w| w == b"..") {
+        return None;
+    }
+    if name.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+        // All digits and dots: an IPv4 address or nothing (no top label is all digits).
+        let v4: Ipv4Addr = std::str::from_utf8(name).ok()?.parse().ok()?;
+        return Some((Host::V4(v4), i));
+    }
+    Some((Host::Name(name), i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Uri<'_>, ParseError> {
+        Uri::parse(s.as_bytes(), Part::RequestUri)
+    }
+
+    #[test]
+    fn sip_uri_parts() {
+        let u = p("sip:alice:pw@Sip.Example.com:5070;transport=tcp?subject=x").unwrap();
+        assert_eq!(u.scheme, Scheme::Sip);
+        assert_eq!(u.user, Some(&b"alice:pw"[..]));
+        assert_eq!(u.user_name(), Some(&b"alice"[..]));
+        assert!(u.host.unwrap().is_domain(b"sip.example.COM"));
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.params, b";transport=tcp");
+        assert_eq!(u.headers, b"?subject=x");
+    }
+
+    #[test]
+    fn hosts_of_every_kind() {
+        assert_eq!(p("sips:1.2.3.4").unwrap().host, Some(Host::V4("1.2.3.4".parse().unwrap())));
+        let v6 = p("sip:u@[2001:db8::1]:5060").unwrap();
+        assert_eq!(v6.host, Some(Host::V6("2001:db8::1".parse().unwrap())));
+        assert_eq!(v6.port, Some(5060));
+        assert_eq!(p("tel:+1-201-555-0123;phone-context=x").unwrap().host, None);
+        assert_eq!(p("urn:service:sos").unwrap().scheme, Scheme::Other);
+        // user part may hold ';' and escapes (RFC 4475 semiuri, esc01)
+        let u = p("sip:user;par=u%40example.net@example.com").unwrap();
+        assert!(u.host.unwrap().is_domain(b"example.com"));
+    }
+
+    #[test]
+    fn ambiguous_hosts_are_errors() {
+        assert_eq!(p("sip:a@b@sip.example.com"), Err(ParseError::BadHost(Part::RequestUri)));
+        assert_eq!(p("sip:a@sip.example.com%00.evil"), Err(ParseError::BadHost(Part::RequestUri)));
+        assert_eq!(p("sip:a@sip.exa\0mple.com"), Err(ParseError::BadUri(Part::RequestUri)));
+        assert!(p("sip:a@").is_err());
+        assert!(p("sip:a@1.2.3.4.5").is_err());
+        assert!(p("sip:a@host:99999").is_err());
+        assert!(p("sip:a@[::1").is_err());
+        assert!(p("sip:a@host name").is_err());
+        assert!(p(":nothing").is_err());
+    }
+}
