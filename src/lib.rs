@@ -6,5 +6,6 @@
 //! - [`config`]: TOML config compiled into lookup structures.
 //! - [`replay`]: the pcap driver around the engine.
 
+pub mod config;
 pub mod net;
 pub mod sip;

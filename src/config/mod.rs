@@ -1,0 +1,516 @@
+//! Configuration: TOML read with `deny_unknown_fields` (errors carry line and column), then
+//! compiled into the lookup structures the engine uses ([`Policy`]).
+
+mod cidr;
+mod duration;
+
+pub use cidr::CidrSet;
+pub use duration::{Duration, Expiry};
+
+use crate::sip::{Method, KNOWN_METHODS};
+use aho_corasick::AhoCorasick;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub sip: SipSection,
+    pub sources: SourcesSection,
+    pub methods: MethodsSection,
+    pub scanners: ScannersSection,
+    pub rate: RateSection,
+    pub responses: ResponsesSection,
+    pub bans: BansSection,
+    pub limits: LimitsSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipSection {
+    /// The secret domains: a request outside a dialog must address one in its Request-URI, To and From hosts.
+    pub domains: Vec<String>,
+    /// Addresses of the PBX (which side of a packet is the PBX).
+    pub pbx: Vec<IpAddr>,
+    pub udp_ports: Vec<u16>,
+    pub tcp_ports: Vec<u16>,
+    /// SIP over TLS; reserved for the inline daemon's SNI check.
+    pub tls_ports: Vec<u16>,
+}
+
+impl Default for SipSection {
+    fn default() -> Self {
+        SipSection {
+            domains: vec![],
+            pbx: vec![],
+            udp_ports: vec![5060],
+            tcp_ports: vec![5060],
+            tls_ports: vec![5061],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesSection {
+    /// Trunks, offices: accepted without domain checks, never banned, rate-limited by their own (higher) limit.
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    /// IPv6 sources are tracked (rate limits, failures, bans) by this prefix.
+    pub ipv6_prefix: u8,
+}
+
+impl Default for SourcesSection {
+    fn default() -> Self {
+        SourcesSection {
+            allow: vec![],
+            deny: vec![],
+            ipv6_prefix: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MethodsSection {
+    /// Methods accepted at all. Default: the standard RFC methods.
+    pub allow: Vec<String>,
+    /// Methods accepted only from allowed sources (e.g. MESSAGE, PUBLISH on a PBX that has no use for them).
+    pub allowed_sources_only: Vec<String>,
+}
+
+impl Default for MethodsSection {
+    fn default() -> Self {
+        MethodsSection {
+            allow: KNOWN_METHODS.iter().map(|s| s.to_string()).collect(),
+            allowed_sources_only: vec![],
+        }
+    }
+}
+
+/// User-Agent substrings of known attack tools (case-insensitive).
+pub const DEFAULT_SCANNERS: &[&str] = &[
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "vaxsipuseragent",
+    "sip-scan",
+    "sundayddr",
+    "iwar",
+    "sivus",
+    "smap",
+    "pplsip",
+    "sipsak",
+    "sip-scanner",
+    "sipptk",
+    "voiper",
+    "nmap",
+    "masscan",
+    "zgrab",
+    "cpxinterface",
+    "siparator",
+    "fake",
+];
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScannersSection {
+    /// Replaces the built-in list.
+    pub user_agents: Vec<String>,
+    /// Added to the list.
+    pub extra_user_agents: Vec<String>,
+}
+
+impl Default for ScannersSection {
+    fn default() -> Self {
+        ScannersSection {
+            user_agents: DEFAULT_SCANNERS.iter().map(|s| s.to_string()).collect(),
+            extra_user_agents: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateSection {
+    /// Every request of a source.
+    pub general: Bucket,
+    pub register: Bucket,
+    pub invite: Bucket,
+    /// Requests other than REGISTER and INVITE.
+    pub other: Bucket,
+    /// Allowed sources get every bucket multiplied by this.
+    pub allowed_multiplier: u32,
+    /// Shared by all sources once `limits.max_sources` are tracked (spoofed-source floods).
+    pub overflow: Bucket,
+    /// Shared by keepalives from sources with no state yet.
+    pub keepalive_unknown: Bucket,
+    /// Per-source state idle for this long is forgotten.
+    pub source_idle: Duration,
+}
+
+impl Default for RateSection {
+    fn default() -> Self {
+        RateSection {
+            general: Bucket { per_second: 20.0, burst: 60 },
+            register: Bucket { per_second: 2.0, burst: 10 },
+            invite: Bucket { per_second: 5.0, burst: 20 },
+            other: Bucket { per_second: 10.0, burst: 40 },
+            allowed_multiplier: 20,
+            overflow: Bucket { per_second: 200.0, burst: 400 },
+            keepalive_unknown: Bucket { per_second: 500.0, burst: 1000 },
+            source_idle: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnsolicitedResponse {
+    Accept,
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponsesSection {
+    /// A response to the PBX that answers no request the PBX was seen sending.
+    pub unsolicited: UnsolicitedResponse,
+}
+
+impl Default for ResponsesSection {
+    fn default() -> Self {
+        ResponsesSection {
+            unsolicited: UnsolicitedResponse::Drop,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BanTier {
+    pub failures: u32,
+    pub within: Duration,
+    /// `"permanent"`: until a person releases it.
+    pub ban: Expiry,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BansSection {
+    pub tiers: Vec<BanTier>,
+    /// Distinct user names failing from one source that mean enumeration (0: off).
+    pub enumeration_users: u32,
+    pub enumeration_ban: Expiry,
+}
+
+impl Default for BansSection {
+    fn default() -> Self {
+        BansSection {
+            tiers: vec![
+                BanTier {
+                    failures: 2,
+                    within: Duration::from_secs(3600),
+                    ban: Expiry::For(Duration::from_secs(3600)),
+                },
+                BanTier {
+                    failures: 12,
+                    within: Duration::from_secs(86400),
+                    ban: Expiry::Permanent,
+                },
+            ],
+            enumeration_users: 5,
+            enumeration_ban: Expiry::For(Duration::from_secs(86400)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest SIP message accepted (UDP or TCP).
+    pub max_message_bytes: usize,
+    pub max_tcp_flows: usize,
+    pub max_tcp_bytes: usize,
+    pub tcp_idle: Duration,
+    /// Sources with rate-limit state; beyond it new sources share the overflow bucket.
+    pub max_sources: usize,
+    pub max_dialogs: usize,
+    pub max_transactions: usize,
+    /// In-dialog Call-IDs are forgotten after this long without traffic.
+    pub dialog_idle: Duration,
+    /// IP fragments held for reassembly (replay).
+    pub max_fragments: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_message_bytes: 65_535,
+            max_tcp_flows: 16_384,
+            max_tcp_bytes: 64 << 20,
+            tcp_idle: Duration::from_secs(900),
+            max_sources: 200_000,
+            max_dialogs: 200_000,
+            max_transactions: 200_000,
+            dialog_idle: Duration::from_secs(4 * 3600),
+            max_fragments: 4096,
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Checks what types cannot, and compiles the config.
+    pub fn compile(&self) -> Result<Policy, ConfigError> {
+        let inv = |m: String| Err(ConfigError::Invalid(m));
+        for d in &self.sip.domains {
+            if d.is_empty()
+                || d.starts_with('.')
+                || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            {
+                return inv(format!("sip.domains: {d:?} is not a host name"));
+            }
+        }
+        if self.sources.ipv6_prefix == 0 || self.sources.ipv6_prefix > 128 {
+            return inv("sources.ipv6_prefix must be 1..=128".into());
+        }
+        for m in self.methods.allow.iter().chain(&self.methods.allowed_sources_only) {
+            if !crate::sip::chars::is_token(m.as_bytes()) {
+                return inv(format!("methods: {m:?} is not a method token"));
+            }
+        }
+        let r = &self.rate;
+        for (name, b) in [
+            ("general", r.general),
+            ("register", r.register),
+            ("invite", r.invite),
+            ("other", r.other),
+            ("overflow", r.overflow),
+            ("keepalive_unknown", r.keepalive_unknown),
+        ] {
+            if !(b.per_second > 0.0 && b.per_second.is_finite()) || b.burst == 0 {
+                return inv(format!("rate.{name}: per_second and burst must be above zero"));
+            }
+        }
+        if r.allowed_multiplier == 0 {
+            return inv("rate.allowed_multiplier must be at least 1".into());
+        }
+        for (i, t) in self.bans.tiers.iter().enumerate() {
+            if t.failures == 0 || t.within.is_zero() {
+                return inv(format!("bans.tiers[{i}]: failures and within must be above zero"));
+            }
+        }
+        let l = &self.limits;
+        if l.max_message_bytes < 512 || l.max_message_bytes > 1 << 20 {
+            return inv("limits.max_message_bytes must be 512..=1048576".into());
+        }
+        if l.max_tcp_flows == 0 || l.max_sources == 0 || l.max_dialogs == 0 || l.max_transactions == 0 {
+            return inv("limits: table sizes must be above zero".into());
+        }
+        let mut patterns: Vec<String> = self.scanners.user_agents.clone();
+        patterns.extend(self.scanners.extra_user_agents.iter().cloned());
+        patterns.retain(|p| !p.is_empty());
+        let scanners = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&patterns)
+            .map_err(|e| ConfigError::Invalid(format!("scanners: {e}")))?;
+
+        let allow = CidrSet::new(&self.sources.allow);
+        let deny = CidrSet::new(&self.sources.deny);
+        let mut known = [false; KNOWN_METHODS.len()];
+        let mut known_allowed_only = [false; KNOWN_METHODS.len()];
+        let mut other = Vec::new();
+        let mut other_allowed_only = Vec::new();
+        for (list, k, o) in [
+            (&self.methods.allow, &mut known, &mut other),
+            (
+                &self.methods.allowed_sources_only,
+                &mut known_allowed_only,
+                &mut other_allowed_only,
+            ),
+        ] {
+            for m in list {
+                match Method::from_bytes(m.as_bytes()).known_index() {
+                    Some(i) => k[i] = true,
+                    None => o.push(m.as_bytes().to_vec()),
+                }
+            }
+        }
+        let mut tiers = self.bans.tiers.clone();
+        tiers.sort_by_key(|t| t.failures);
+        Ok(Policy {
+            domains: self.sip.domains.iter().map(|d| d.to_ascii_lowercase().into_bytes()).collect(),
+            pbx: self.sip.pbx.clone(),
+            allow,
+            deny,
+            ipv6_prefix: self.sources.ipv6_prefix,
+            known_methods: known,
+            known_allowed_only,
+            other_methods: other,
+            other_allowed_only,
+            scanners,
+            scanner_count: patterns.len(),
+            tiers,
+            config: self.clone(),
+        })
+    }
+}
+
+/// The config compiled for the packet path. Cheap to share (`Arc`) between workers.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub domains: Vec<Vec<u8>>,
+    pub pbx: Vec<IpAddr>,
+    allow: CidrSet,
+    deny: CidrSet,
+    pub ipv6_prefix: u8,
+    known_methods: [bool; KNOWN_METHODS.len()],
+    known_allowed_only: [bool; KNOWN_METHODS.len()],
+    other_methods: Vec<Vec<u8>>,
+    other_allowed_only: Vec<Vec<u8>>,
+    scanners: AhoCorasick,
+    pub scanner_count: usize,
+    /// Ban tiers sorted by failure count.
+    pub tiers: Vec<BanTier>,
+    pub config: Config,
+}
+
+impl Policy {
+    #[inline]
+    pub fn is_allowed(&self, ip: IpAddr) -> bool {
+        self.allow.contains(ip)
+    }
+    #[inline]
+    pub fn is_denied(&self, ip: IpAddr) -> bool {
+        self.deny.contains(ip)
+    }
+    #[inline]
+    pub fn is_secret_domain(&self, host: &[u8]) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+    }
+    /// `Some(true)` allowed, `Some(false)` allowed only from allowed sources, `None` not allowed.
+    pub fn method_rule(&self, m: &Method) -> Option<bool> {
+        let (allowed, only) = match m.known_index() {
+            Some(i) => (self.known_methods[i], self.known_allowed_only[i]),
+            None => {
+                let b = m.as_bytes();
+                (
+                    self.other_methods.iter().any(|o| o == b),
+                    self.other_allowed_only.iter().any(|o| o == b),
+                )
+            }
+        };
+        if only {
+            Some(false)
+        } else if allowed {
+            Some(true)
+        } else {
+            None
+        }
+    }
+    /// The scanner pattern a User-Agent matches, if any.
+    pub fn scanner(&self, user_agent: &[u8]) -> Option<usize> {
+        self.scanners.find(user_agent).map(|m| m.pattern().as_usize())
+    }
+    pub fn is_pbx(&self, ip: IpAddr) -> bool {
+        self.pbx.contains(&ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_compile_and_example_file_loads() {
+        Config::default().compile().unwrap();
+        let text = include_str!("../../config/sipwall.toml");
+        let c = Config::from_toml(text, "sipwall.toml").unwrap();
+        let p = c.compile().unwrap();
+        assert!(!p.domains.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_reports_line_and_column() {
+        let e = Config::from_toml("[sip]\ndomains = [\"a.b\"]\ndomain = \"x\"\n", "t.toml").unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("line 3"), "{s}");
+        assert!(s.contains("column 1"), "{s}");
+        assert!(s.contains("unknown field"), "{s}");
+    }
+
+    #[test]
+    fn lists_methods_scanners() {
+        let c = Config::from_toml(
+            r#"
+            [sources]
+            allow = ["203.0.113.0/24", "2001:db8::/32"]
+            deny = ["198.51.100.7/32"]
+            [methods]
+            allowed_sources_only = ["MESSAGE"]
+            [scanners]
+            extra_user_agents = ["EvilBot"]
+            "#,
+            "t",
+        )
+        .unwrap()
+        .compile()
+        .unwrap();
+        assert!(c.is_allowed("203.0.113.9".parse().unwrap()));
+        assert!(c.is_allowed("2001:db8:1::5".parse().unwrap()));
+        assert!(!c.is_allowed("203.0.114.9".parse().unwrap()));
+        assert!(c.is_denied("198.51.100.7".parse().unwrap()));
+        assert_eq!(c.method_rule(&Method::Invite), Some(true));
+        assert_eq!(c.method_rule(&Method::Message), Some(false));
+        assert_eq!(c.method_rule(&Method::Other(b"FOO")), None);
+        assert!(c.scanner(b"Mozilla FRIENDLY-SCANNER 1.0").is_some());
+        assert!(c.scanner(b"my evilbot").is_some());
+        assert!(c.scanner(b"Yealink SIP-T46S").is_none());
+    }
+
+    #[test]
+    fn invalid_values_are_reported() {
+        let bad = Config::from_toml("[sip]\ndomains=[\"bad domain\"]", "t").unwrap().compile();
+        assert!(matches!(bad, Err(ConfigError::Invalid(_))));
+        let bad = Config::from_toml("[rate]\ngeneral={per_second=0, burst=1}", "t").unwrap().compile();
+        assert!(bad.is_err());
+        assert!(Config::from_toml("[bans]\ntiers=[{failures=2, within=\"1x\", ban=\"1h\"}]", "t").is_err());
+    }
+}
