@@ -7,5 +7,6 @@
 //! - [`replay`]: the pcap driver around the engine.
 
 pub mod config;
+pub mod engine;
 pub mod net;
 pub mod sip;

@@ -163,6 +163,8 @@ pub struct CSeq<'a> {
 /// A parsed SIP message. Every field borrows the buffer it was read from.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
+    /// The start line as written (no line end).
+    pub start_line: &'a [u8],
     pub start: StartLine<'a>,
     pub from: NameAddr<'a>,
     pub to: NameAddr<'a>,
@@ -380,6 +382,7 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
     };
     let end = body_start + body_len;
     Ok(Message {
+        start_line: &buf[..line_end_ix],
         start,
         from,
         to,

@@ -1,0 +1,545 @@
+//! The policy engine: no I/O, no clock. Drivers hand it packets and the time.
+//!
+//! Order for packets to the PBX (each outcome has a [`Reason`]):
+//! allow list → deny list / ban → keepalive → not SIP / malformed → method → scanner →
+//! secret domain (outside a dialog) or known dialog (inside one) → rate limit.
+//! Responses to the PBX must answer a request the PBX sent. Packets from the PBX are observed:
+//! its requests teach dialogs and transactions, its 401/403/407/404 answers count failures.
+
+mod bans;
+mod clock;
+mod rate;
+mod reason;
+mod tables;
+
+pub use bans::{Ban, Evidence, Shared};
+pub use clock::PassedClock;
+pub use reason::{Counters, Decision, Outcome, Reason, Verdict, What};
+
+use crate::config::{Policy, UnsolicitedResponse};
+use crate::net::tcp::{FlowKey, Push, TcpLimits, TcpStreams};
+use crate::net::{Packet, Transport};
+use crate::sip::{self, Framing, HeaderName, Message, Method, ParseError, StartLine};
+use bans::{Failure, Failures};
+use rate::{Class, RateLimits};
+use std::net::IpAddr;
+use std::sync::Arc;
+use tables::{Inline, Tables, Txn};
+
+/// A source as tracked for limits, failures and bans: an IPv4 address (as a v4-mapped IPv6
+/// value) or an IPv6 address cut to the configured prefix.
+pub type SourceKey = u128;
+
+pub fn source_key(ip: IpAddr, v6_prefix: u8) -> SourceKey {
+    match ip {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => u128::from(v4.to_ipv6_mapped()),
+            None => {
+                let bits = u128::from(a);
+                let p = u32::from(v6_prefix.min(128));
+                if p == 0 {
+                    0
+                } else {
+                    bits & (u128::MAX << (128 - p))
+                }
+            }
+        },
+    }
+}
+
+/// How a tracked source is shown: the address, or the prefix for IPv6.
+pub fn source_label(ip: IpAddr, v6_prefix: u8) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None if v6_prefix >= 128 => a.to_string(),
+            None => format!(
+                "{}/{}",
+                std::net::Ipv6Addr::from(source_key(ip, v6_prefix)),
+                v6_prefix
+            ),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ToPbx,
+    FromPbx,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::ToPbx => "to-pbx",
+            Direction::FromPbx => "from-pbx",
+        }
+    }
+}
+
+/// Per-worker engine. Time is nanoseconds since the Unix epoch, passed in by the driver.
+pub struct Engine {
+    policy: Arc<Policy>,
+    shared: Arc<Shared>,
+    rate: RateLimits,
+    failures: Failures,
+    tables: Tables,
+    tcp: TcpStreams,
+    counters: Counters,
+    last_maintenance: u64,
+}
+
+const MAINTENANCE_NS: u64 = 1_000_000_000;
+
+/// A message judged inside a packet.
+struct Judged<'a> {
+    what: What<'a>,
+    decision: Decision,
+}
+
+impl Engine {
+    pub fn new(policy: Arc<Policy>, shared: Arc<Shared>) -> Self {
+        let l = &policy.config.limits;
+        let tcp = TcpStreams::new(TcpLimits {
+            max_flow_bytes: l.max_message_bytes,
+            max_total_bytes: l.max_tcp_bytes,
+            max_flows: l.max_tcp_flows,
+            max_out_of_order: 16,
+            idle_ns: l.tcp_idle.as_nanos(),
+        });
+        Engine {
+            rate: RateLimits::new(&policy.config.rate, l.max_sources),
+            failures: Failures::new(&policy),
+            tables: Tables::new(l.max_dialogs, l.max_transactions, l.dialog_idle.as_nanos()),
+            tcp,
+            counters: Counters::default(),
+            last_maintenance: 0,
+            policy,
+            shared,
+        }
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    /// Sources with rate-limit state, dialogs, transactions, TCP flows, failure histories.
+    pub fn table_sizes(&self) -> [(&'static str, usize); 5] {
+        [
+            ("sources", self.rate.len()),
+            ("dialogs", self.tables.dialogs_len()),
+            ("transactions", self.tables.txns_len()),
+            ("tcp_flows", self.tcp.flow_count()),
+            ("failing_sources", self.failures.len()),
+        ]
+    }
+
+    /// Swaps in a new policy (reload). Learned state (dialogs, bans, failures) is kept.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.rate = RateLimits::new(&policy.config.rate, policy.config.limits.max_sources);
+        self.policy = policy;
+    }
+
+    /// Judges a packet. For `FromPbx` it observes and answers `Observe`.
+    pub fn decide(&mut self, pkt: &Packet, dir: Direction, now: u64) -> Decision {
+        self.decide_with(pkt, dir, now, &mut |_| {})
+    }
+
+    /// As [`Engine::decide`], telling `sink` about every message in the packet.
+    pub fn decide_with(
+        &mut self,
+        pkt: &Packet,
+        dir: Direction,
+        now: u64,
+        sink: &mut dyn FnMut(&Outcome),
+    ) -> Decision {
+        PassedClock::set(now);
+        if now.saturating_sub(self.last_maintenance) >= MAINTENANCE_NS {
+            self.maintain(now);
+        }
+        let d = match dir {
+            Direction::FromPbx => {
+                self.observe_inner(pkt, now, sink);
+                Decision::new(Verdict::Observe, Reason::Observed)
+            }
+            Direction::ToPbx => self.to_pbx(pkt, now, sink),
+        };
+        self.counters.count(&d);
+        d
+    }
+
+    /// Reads a packet the PBX sent.
+    pub fn observe(&mut self, pkt: &Packet, now: u64) {
+        self.decide(pkt, Direction::FromPbx, now);
+    }
+
+    /// Counts a packet a driver judged without the engine (fragments, non-SIP ports).
+    pub fn count_external(&mut self, d: &Decision) {
+        self.counters.count(d);
+    }
+
+    /// Expires idle state. Called from `decide` once a second of packet time.
+    pub fn maintain(&mut self, now: u64) {
+        self.last_maintenance = now;
+        self.rate.expire(now);
+        self.tables.expire(now);
+        self.tcp.expire(now);
+        self.failures.expire(now);
+        self.shared.expire(now);
+    }
+
+    fn to_pbx(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) -> Decision {
+        let ip = pkt.src.ip();
+        let allowed = self.policy.is_allowed(ip);
+        let key = source_key(ip, self.policy.ipv6_prefix);
+        if !allowed {
+            if self.policy.is_denied(ip) {
+                return Decision::drop(Reason::DeniedSource);
+            }
+            if self.shared.is_banned(key, now) {
+                return Decision::drop(Reason::Banned);
+            }
+        }
+        let src = Src { ip, key, allowed };
+        match (pkt.transport, pkt.tcp) {
+            (Transport::Tcp, Some(meta)) => {
+                let fk = FlowKey { src: pkt.src, dst: pkt.dst };
+                match self.tcp.push(fk, meta, pkt.payload, now) {
+                    Push::Control => Decision::accept(Reason::TcpControl),
+                    Push::Retransmission => Decision::accept(Reason::TcpRetransmission),
+                    Push::OutOfOrder => Decision::accept(Reason::TcpOutOfOrder),
+                    Push::Blocked => Decision::drop(Reason::FlowBlocked),
+                    Push::Overflow => Decision::drop(Reason::Overload),
+                    Push::Data => self.frame_stream(fk, &src, now, sink),
+                }
+            }
+            _ => {
+                let j = self.judge(pkt.payload, Framing::Datagram, &src, now);
+                sink(&Outcome { what: j.what, decision: j.decision });
+                j.decision
+            }
+        }
+    }
+
+    /// Frames and judges the messages a TCP flow now holds. The segment is dropped (and the
+    /// flow blocked) as soon as one message is dropped.
+    fn frame_stream(&mut self, fk: FlowKey, src: &Src, now: u64, sink: &mut dyn FnMut(&Outcome)) -> Decision {
+        let mut lent = self.tcp.take(&fk);
+        let max = self.policy.config.limits.max_message_bytes;
+        let mut off = 0;
+        let mut last = None;
+        let mut block = false;
+        if lent.resync {
+            // Picked up mid-stream: judge from the first start line on.
+            match find_start_line(&lent.buf) {
+                Some(p) => {
+                    off = p;
+                    lent.resync = false;
+                }
+                None => {
+                    let keep_from = memchr::memrchr(b'\n', &lent.buf).map_or(0, |p| p + 1);
+                    self.tcp.give_back(&fk, lent, keep_from, false);
+                    return Decision::accept(Reason::TcpPartial);
+                }
+            }
+        }
+        loop {
+            while lent.buf[off..].starts_with(b"\r\n") {
+                off += 2;
+                let ka = self.keepalive(src, now);
+                sink(&Outcome { what: What::Keepalive, decision: ka });
+                last = Some(ka);
+            }
+            if off >= lent.buf.len() {
+                break;
+            }
+            let rest = &lent.buf[off..];
+            let j = match sip::parse(rest, Framing::Stream) {
+                Err(ParseError::Incomplete) => {
+                    if rest.len() > max {
+                        Judged { what: What::Unreadable, decision: Decision::drop(Reason::TooLarge) }
+                    } else {
+                        break;
+                    }
+                }
+                Err(e) => self.unreadable(e, src),
+                Ok(m) if m.len > max => Judged { what: what_of(&m), decision: Decision::drop(Reason::TooLarge) },
+                Ok(m) => {
+                    off += m.len;
+                    self.judge_message(&m, src, now)
+                }
+            };
+            sink(&Outcome { what: j.what, decision: j.decision });
+            last = Some(j.decision);
+            if j.decision.verdict == Verdict::Drop {
+                block = true;
+                break;
+            }
+        }
+        self.tcp.give_back(&fk, lent, off, block);
+        last.unwrap_or(Decision::accept(Reason::TcpPartial))
+    }
+
+    fn keepalive(&mut self, src: &Src, now: u64) -> Decision {
+        if self.rate.check_keepalive(src.key, now) {
+            Decision::accept(Reason::Keepalive)
+        } else {
+            Decision::drop(Reason::RateLimited)
+        }
+    }
+
+    fn unreadable(&mut self, e: ParseError, src: &Src) -> Judged<'static> {
+        let decision = if src.allowed {
+            // Trusted peers are never judged on syntax.
+            Decision::accept(Reason::AllowedSource)
+        } else if e == ParseError::NotSip {
+            Decision::drop(Reason::NotSip)
+        } else {
+            Decision { error: Some(e), ..Decision::drop(Reason::Malformed) }
+        };
+        Judged { what: What::Unreadable, decision }
+    }
+
+    /// One UDP payload (or an `explain` input).
+    fn judge<'a>(&mut self, payload: &'a [u8], framing: Framing, src: &Src, now: u64) -> Judged<'a> {
+        if sip::is_keepalive(payload) {
+            return Judged { what: What::Keepalive, decision: self.keepalive(src, now) };
+        }
+        if payload.len() > self.policy.config.limits.max_message_bytes {
+            return Judged { what: What::Unreadable, decision: Decision::drop(Reason::TooLarge) };
+        }
+        match sip::parse(payload, framing) {
+            Ok(m) => self.judge_message(&m, src, now),
+            Err(e) => self.unreadable(e, src),
+        }
+    }
+
+    fn judge_message<'a>(&mut self, m: &Message<'a>, src: &Src, now: u64) -> Judged<'a> {
+        self.counters.messages += 1;
+        let what = what_of(m);
+        let decision = match m.start {
+            StartLine::Response { .. } => self.judge_response(m, src),
+            StartLine::Request { method, .. } => self.judge_request(m, method, src, now),
+        };
+        Judged { what, decision }
+    }
+
+    fn judge_response(&mut self, m: &Message, src: &Src) -> Decision {
+        if self.tables.pbx_sent(m) {
+            return Decision::accept(Reason::Response);
+        }
+        if src.allowed {
+            return Decision::accept(Reason::AllowedSource);
+        }
+        match self.policy.config.responses.unsolicited {
+            UnsolicitedResponse::Accept => Decision::accept(Reason::UnsolicitedResponse),
+            UnsolicitedResponse::Drop => Decision::drop(Reason::UnsolicitedResponse),
+        }
+    }
+
+    fn judge_request(&mut self, m: &Message, method: Method, src: &Src, now: u64) -> Decision {
+        let p = &*self.policy;
+        let known_dialog = m.to.tag.is_some() && self.tables.dialog_known(m.call_id);
+        let reason = if src.allowed {
+            Reason::AllowedSource
+        } else {
+            match p.method_rule(&method) {
+                Some(true) => {}
+                _ => return Decision::drop(Reason::MethodNotAllowed),
+            }
+            if let Some(ua) = m.user_agent {
+                if p.scanner(ua).is_some() {
+                    return Decision::drop(Reason::Scanner);
+                }
+            }
+            let secret = |h: Option<sip::Host>| h.is_some_and(|h| matches!(h, sip::Host::Name(n) if p.is_secret_domain(n)));
+            if m.to.tag.is_some() {
+                if known_dialog || (secret(m.from.host()) && secret(m.to.host())) {
+                    Reason::InDialog
+                } else {
+                    return Decision::drop(Reason::UnknownDialog);
+                }
+            } else if secret(m.request_uri().and_then(|u| u.host)) && secret(m.to.host()) && secret(m.from.host()) {
+                Reason::SecretDomain
+            } else {
+                return Decision::drop(Reason::NoSecretDomain);
+            }
+        };
+        // Requests in a dialog the engine saw start are never rate-limited: ACK, BYE and
+        // re-INVITE of real calls must get through.
+        if !known_dialog && !self.rate.check(src.key, src.allowed, Some(Class::of(&method)), now) {
+            return Decision::drop(Reason::RateLimited);
+        }
+        if method.creates_dialog() || known_dialog {
+            self.tables.note_dialog(m.call_id, now);
+        }
+        if method == Method::Register || m.authorization.is_some() {
+            let user = m.auth_username().or_else(|| m.to.uri.user_name()).unwrap_or_default();
+            self.tables.note_txn(
+                m,
+                Txn {
+                    key: src.key,
+                    ip: src.ip,
+                    had_auth: m.authorization.is_some(),
+                    user: Inline::new(user),
+                    line: Inline::new(m.start_line),
+                    expires: 0,
+                },
+                now,
+            );
+        }
+        Decision::accept(reason)
+    }
+
+    fn observe_inner(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) {
+        match (pkt.transport, pkt.tcp) {
+            (Transport::Tcp, Some(meta)) => {
+                let fk = FlowKey { src: pkt.src, dst: pkt.dst };
+                if self.tcp.push(fk, meta, pkt.payload, now) != Push::Data {
+                    return;
+                }
+                let lent = self.tcp.take(&fk);
+                let mut off = 0;
+                let mut resync = lent.resync;
+                if resync {
+                    off = find_start_line(&lent.buf).unwrap_or(lent.buf.len());
+                    resync = off == lent.buf.len();
+                }
+                loop {
+                    while lent.buf[off..].starts_with(b"\r\n") {
+                        off += 2;
+                    }
+                    match sip::parse(&lent.buf[off..], Framing::Stream) {
+                        Ok(m) => {
+                            off += m.len;
+                            self.observe_message(&m, pkt.dst.ip(), now, sink);
+                        }
+                        Err(ParseError::Incomplete) => break,
+                        Err(_) => {
+                            // The PBX's own bytes: skip what cannot be read and resync.
+                            off = lent.buf.len();
+                            resync = true;
+                            break;
+                        }
+                    }
+                }
+                let mut lent = lent;
+                lent.resync = resync;
+                self.tcp.give_back(&fk, lent, off, false);
+            }
+            _ => {
+                if let Ok(m) = sip::parse(pkt.payload, Framing::Datagram) {
+                    self.observe_message(&m, pkt.dst.ip(), now, sink);
+                }
+            }
+        }
+    }
+
+    fn observe_message(&mut self, m: &Message, peer: IpAddr, now: u64, sink: &mut dyn FnMut(&Outcome)) {
+        self.counters.messages += 1;
+        sink(&Outcome { what: what_of(m), decision: Decision::new(Verdict::Observe, Reason::Observed) });
+        match m.start {
+            StartLine::Request { method, .. } => {
+                self.tables.note_pbx_request(m, now);
+                if method.creates_dialog() || m.to.tag.is_some() {
+                    self.tables.note_dialog(m.call_id, now);
+                }
+            }
+            StartLine::Response { status, .. } => {
+                let txn = self.tables.take_txn(m, status >= 200);
+                let is_register = m.cseq.method == Method::Register;
+                let failed = match (&txn, status) {
+                    (Some(t), 401 | 407 | 403) if t.had_auth => !is_stale(m),
+                    (_, 403 | 404) => is_register,
+                    _ => false,
+                };
+                if failed {
+                    self.counters.auth_failures += 1;
+                    let ip = txn.as_ref().map_or(peer, |t| t.ip);
+                    if self.policy.is_allowed(ip) {
+                        return;
+                    }
+                    let key = txn.as_ref().map_or_else(|| source_key(ip, self.policy.ipv6_prefix), |t| t.key);
+                    let label = source_label(ip, self.policy.ipv6_prefix);
+                    let user = txn.as_ref().map_or_else(|| m.to.uri.user_name().unwrap_or_default(), |t| t.user.as_bytes());
+                    let line = txn.as_ref().map_or(&b""[..], |t| t.line.as_bytes());
+                    let ban = self.failures.record(
+                        Failure { key, source: &label, user, request_line: line, now },
+                        &self.policy,
+                    );
+                    if let Some(ban) = ban {
+                        let stronger = match self.shared.get(key) {
+                            None => true,
+                            Some(old) => match (old.until_ns, ban.until_ns) {
+                                (None, _) => false,
+                                (Some(_), None) => true,
+                                (Some(a), Some(b)) => b > a,
+                            },
+                        };
+                        if stronger {
+                            self.counters.bans += 1;
+                            tracing::warn!(source = %ban.source, tier = %ban.tier, failures = ban.evidence.failures, "banned");
+                            self.shared.ban(key, ban);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Judges one UDP payload from `source` without a packet around it (`sipwall explain`).
+    pub fn explain(&mut self, payload: &[u8], source: IpAddr, now: u64) -> Decision {
+        PassedClock::set(now);
+        let key = source_key(source, self.policy.ipv6_prefix);
+        let allowed = self.policy.is_allowed(source);
+        if !allowed && self.policy.is_denied(source) {
+            return Decision::drop(Reason::DeniedSource);
+        }
+        if !allowed && self.shared.is_banned(key, now) {
+            return Decision::drop(Reason::Banned);
+        }
+        self.judge(payload, Framing::Datagram, &Src { ip: source, key, allowed }, now).decision
+    }
+}
+
+struct Src {
+    ip: IpAddr,
+    key: SourceKey,
+    allowed: bool,
+}
+
+fn what_of<'a>(m: &Message<'a>) -> What<'a> {
+    match m.start {
+        StartLine::Request { method, .. } => What::Request(method),
+        StartLine::Response { status, .. } => What::Response(status),
+    }
+}
+
+/// A 401/407 whose challenge says `stale=true` is a nonce refresh, not a wrong password.
+fn is_stale(m: &Message) -> bool {
+    m.headers().flatten().any(|h| {
+        matches!(h.kind, HeaderName::WwwAuthenticate | HeaderName::ProxyAuthenticate)
+            && sip::auth_param(h.value, b"stale").is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
+    })
+}
+
+/// Offset of the first line that reads as a SIP start line (stream resynchronisation).
+fn find_start_line(buf: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let nl = memchr::memchr(b'\n', &buf[pos..])? + pos;
+        if matches!(sip::parse(&buf[pos..=nl], Framing::Datagram), Err(ParseError::NotSip)) {
+            pos = nl + 1;
+        } else {
+            return Some(pos);
+        }
+    }
+    None
+}
