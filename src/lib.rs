@@ -9,4 +9,5 @@
 pub mod config;
 pub mod engine;
 pub mod net;
+pub mod replay;
 pub mod sip;

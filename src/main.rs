@@ -1,1 +1,292 @@
-fn main(){}
+//! The `sipwall` command: replay, explain, check. Library errors become `anyhow` here only.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use sipwall::config::{Config, Policy};
+use sipwall::engine::{Engine, Shared, Verdict};
+use sipwall::replay::{self, Capture, Sides, VerdictLine};
+use sipwall::sip;
+use std::io::{IsTerminal, Read, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "sipwall", version, about = "Inline SIP-aware packet filter: secret domain, scanners, rate limits, bans")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct Common {
+    /// TOML config (see config/sipwall.toml); built-in defaults without it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Secret domain (repeatable); replaces sip.domains.
+    #[arg(long = "domain", short = 'd')]
+    domains: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Say, for every SIP message in captures, what sipwall would do inline and why.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// PBX address (repeatable); inferred from the capture when absent.
+        #[arg(long = "pbx")]
+        pbx: Vec<IpAddr>,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Write one JSON line per SIP message (and per packet carrying none).
+        #[arg(long)]
+        verdicts: Option<PathBuf>,
+        #[arg(required = true)]
+        pcaps: Vec<PathBuf>,
+    },
+    /// Judge one SIP message (a UDP payload) and show the facts used.
+    Explain {
+        #[command(flatten)]
+        common: Common,
+        /// Source address the message comes from.
+        #[arg(long, default_value = "192.0.2.1")]
+        source: IpAddr,
+        #[arg(long)]
+        json: bool,
+        /// Message file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Validate a config; exit 1 with the error.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(common: &Common, pbx: &[IpAddr]) -> Result<Policy> {
+    let mut cfg = match &common.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if !common.domains.is_empty() {
+        cfg.sip.domains = common.domains.clone();
+    }
+    if !pbx.is_empty() {
+        cfg.sip.pbx = pbx.to_vec();
+    }
+    Ok(cfg.compile()?)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SIPWALL_LOG").unwrap_or_else(|_| "error".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sipwall: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Check { config } => {
+            let cfg = match &config {
+                Some(p) => Config::load(p)?,
+                None => Config::default(),
+            };
+            let p = cfg.compile()?;
+            println!(
+                "ok: {} secret domain(s), {} PBX address(es), {} allow and {} deny entries, {} scanner patterns, {} ban tier(s)",
+                p.domains.len(),
+                p.pbx.len(),
+                cfg.sources.allow.len(),
+                cfg.sources.deny.len(),
+                p.scanner_count,
+                p.tiers.len()
+            );
+            if p.domains.is_empty() {
+                println!("warning: no secret domain: every out-of-dialog request will be dropped as no-secret-domain");
+            }
+            Ok(0)
+        }
+        Cmd::Explain { common, source, json, file } => explain(&common, source, json, &file),
+        Cmd::Replay { common, pbx, json, verdicts, pcaps } => replay_cmd(&common, &pbx, json, verdicts, &pcaps),
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn explain(common: &Common, source: IpAddr, json: bool, file: &PathBuf) -> Result<i32> {
+    let policy = Arc::new(load(common, &[])?);
+    let mut msg = Vec::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut msg)?;
+    } else {
+        msg = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    }
+    let mut engine = Engine::new(policy.clone(), Arc::new(Shared::new()));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
+    let d = engine.explain(&msg, source, now);
+    let mut facts = serde_json::Map::new();
+    if let Ok(m) = sip::parse(&msg, sip::Framing::Datagram) {
+        let host = |h: Option<sip::Host>| h.map_or(serde_json::Value::Null, |h| h.to_string().into());
+        let secret = |h: Option<sip::Host>| h.is_some_and(|h| matches!(h, sip::Host::Name(n) if policy.is_secret_domain(n)));
+        match m.start {
+            sip::StartLine::Request { method, uri } => {
+                facts.insert("method".into(), method.to_string().into());
+                facts.insert("request_uri_host".into(), host(uri.host));
+                facts.insert("request_uri_host_is_secret".into(), secret(uri.host).into());
+            }
+            sip::StartLine::Response { status, .. } => {
+                facts.insert("status".into(), status.into());
+            }
+        }
+        facts.insert("to_host".into(), host(m.to.host()));
+        facts.insert("to_host_is_secret".into(), secret(m.to.host()).into());
+        facts.insert("from_host".into(), host(m.from.host()));
+        facts.insert("from_host_is_secret".into(), secret(m.from.host()).into());
+        facts.insert("to_tag".into(), m.to.tag.map(lossy).into());
+        facts.insert("call_id".into(), lossy(m.call_id).into());
+        facts.insert("user_agent".into(), m.user_agent.map(lossy).into());
+        facts.insert("has_credentials".into(), m.authorization.is_some().into());
+    }
+    let out = serde_json::json!({
+        "verdict": d.verdict.as_str(),
+        "reason": d.reason.id(),
+        "error": d.error.map(|e| e.describe()),
+        "source": source.to_string(),
+        "facts": facts,
+    });
+    if json {
+        println!("{out}");
+    } else {
+        println!("verdict: {}\nreason:  {}", d.verdict.as_str(), d.reason.id());
+        if let Some(e) = d.error {
+            println!("error:   {e}");
+        }
+        println!("source:  {source}");
+        for (k, v) in &facts {
+            println!("{k}: {}", if let Some(s) = v.as_str() { s.to_string() } else { v.to_string() });
+        }
+        if d.verdict == Verdict::Drop {
+            println!("hint:    {}", hint(d.reason.id()));
+        }
+    }
+    Ok(0)
+}
+
+fn hint(reason: &str) -> &'static str {
+    match reason {
+        "no-secret-domain" => "the host of the Request-URI, To and From must each be a secret domain (set the phone's domain/realm to it)",
+        "unknown-dialog" => "a request with a To tag whose Call-ID sipwall never saw start, and whose From/To are not the secret domain",
+        "scanner" => "the User-Agent matches a scanner pattern ([scanners] in the config)",
+        "method-not-allowed" => "the method is not in [methods] allow, or only allowed sources may use it",
+        "malformed" => "the PBX could read this message differently from sipwall; fix the sender",
+        "not-sip" => "the payload is not a SIP message",
+        "denied-source" => "the source is on the deny list",
+        _ => "see the reason table in the README",
+    }
+}
+
+fn replay_cmd(common: &Common, pbx: &[IpAddr], json: bool, verdicts: Option<PathBuf>, pcaps: &[PathBuf]) -> Result<i32> {
+    let mut policy = load(common, pbx)?;
+    let mut cap = Capture::default();
+    for p in pcaps {
+        cap.read(p)?;
+    }
+    cap.sort();
+    let c = &policy.config.sip;
+    let mut sides = Sides { pbx: policy.pbx.clone(), udp_ports: c.udp_ports.clone(), tcp_ports: c.tcp_ports.clone() };
+    let mut inferred = None;
+    if sides.pbx.is_empty() {
+        match replay::infer_pbx(&cap, &sides.udp_ports, &sides.tcp_ports) {
+            Some(ip) => {
+                sides.pbx = vec![ip];
+                policy.pbx = vec![ip];
+                inferred = Some(ip);
+                if !json {
+                    eprintln!("sipwall: no --pbx given; inferred PBX {ip} (the address receiving the most SIP requests)");
+                }
+            }
+            None => bail!("no SIP requests on ports {:?}/{:?} in the capture; give --pbx", sides.udp_ports, sides.tcp_ports),
+        }
+    }
+    if policy.domains.is_empty() && !json {
+        eprintln!("sipwall: no secret domain (--domain): every out-of-dialog request will be dropped");
+    }
+    let mut engine = Engine::new(Arc::new(policy), Arc::new(Shared::new()));
+    let bar = if std::io::stderr().is_terminal() && cap.frames.len() > 200_000 {
+        indicatif::ProgressBar::new(cap.frames.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut out = match &verdicts {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut write_err = None;
+    let mut writer = |l: &VerdictLine| {
+        if let Some(w) = out.as_mut() {
+            if let Err(e) = serde_json::to_writer(&mut *w, l).map_err(std::io::Error::from).and_then(|_| w.write_all(b"\n")) {
+                write_err.get_or_insert(e);
+            }
+        }
+    };
+    let summary = replay::run(
+        &mut engine,
+        &sides,
+        &cap,
+        if verdicts.is_some() { Some(&mut writer) } else { None },
+        |i| bar.set_position(i as u64),
+    );
+    bar.finish_and_clear();
+    if let Some(e) = write_err {
+        bail!("writing verdicts: {e}");
+    }
+    if let Some(mut w) = out {
+        w.flush()?;
+    }
+    if json {
+        let mut v = serde_json::to_value(&summary)?;
+        v["pbx"] = serde_json::json!(sides.pbx.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+        v["pbx_inferred"] = inferred.is_some().into();
+        v["banned_sources"] = serde_json::to_value(engine.shared().list())?;
+        println!("{v}");
+    } else {
+        println!("packets:       {}", summary.packets);
+        println!("sip messages:  {}", summary.sip_messages);
+        println!("accepted:      {}", summary.accepted);
+        println!("dropped:       {}", summary.dropped);
+        println!("observed:      {}", summary.observed);
+        println!("by reason:");
+        for (r, n) in &summary.reasons {
+            println!("  {r:<22} {n}");
+        }
+        println!("auth failures: {}", summary.auth_failures);
+        println!("bans:          {}", summary.bans);
+        for b in engine.shared().list() {
+            println!(
+                "  {} {} after {} failure(s), users tried: {}; first: {}",
+                b.source,
+                b.tier,
+                b.evidence.failures,
+                b.evidence.users.join(","),
+                b.evidence.first_request
+            );
+        }
+        println!("elapsed:       {:.3} s ({:.0} packets/s)", summary.elapsed_s, summary.packets_per_s);
+    }
+    Ok(0)
+}

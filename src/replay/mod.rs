@@ -1,0 +1,237 @@
+//! The replay driver: a capture through the same engine the inline daemon uses, packet by
+//! packet, in capture time. Thin on purpose: link layers, fragments and direction only.
+
+mod capture;
+
+pub use capture::{slice, Capture, Frame};
+
+use crate::engine::{Decision, Direction, Engine, Outcome, Reason, Verdict, What};
+use crate::net::defrag::Defragmenter;
+use crate::net::{IpView, Packet, Transport};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// One line of `--verdicts`: a SIP message, or a packet that carried none.
+#[derive(Debug, Serialize)]
+pub struct VerdictLine<'a> {
+    pub index: usize,
+    pub time: f64,
+    pub direction: &'static str,
+    pub src: String,
+    pub dst: String,
+    pub transport: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub verdict: &'static str,
+    pub reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Which side of a packet is the PBX, and which ports carry SIP.
+pub struct Sides {
+    pub pbx: Vec<IpAddr>,
+    pub udp_ports: Vec<u16>,
+    pub tcp_ports: Vec<u16>,
+}
+
+impl Sides {
+    fn direction(&self, p: &Packet) -> Option<Direction> {
+        let ports = match p.transport {
+            Transport::Udp => &self.udp_ports,
+            Transport::Tcp => &self.tcp_ports,
+        };
+        if !ports.contains(&p.src.port()) && !ports.contains(&p.dst.port()) {
+            return None;
+        }
+        if self.pbx.contains(&p.dst.ip()) {
+            Some(Direction::ToPbx)
+        } else if self.pbx.contains(&p.src.ip()) {
+            Some(Direction::FromPbx)
+        } else {
+            None
+        }
+    }
+}
+
+/// Guesses the PBX: the address that receives the most SIP requests on a SIP port.
+pub fn infer_pbx(cap: &Capture, udp_ports: &[u16], tcp_ports: &[u16]) -> Option<IpAddr> {
+    let mut score: HashMap<IpAddr, u64> = HashMap::new();
+    for f in &cap.frames {
+        let Some(s) = slice(f.linktype, cap.data(f)) else { continue };
+        if let IpView::Packet(p) = Packet::from_sliced(&s) {
+            let ports = if p.transport == Transport::Udp { udp_ports } else { tcp_ports };
+            let is_request = p.payload.len() > 8 && !p.payload.starts_with(b"SIP/") && p.payload[0].is_ascii_uppercase();
+            if ports.contains(&p.dst.port()) && is_request {
+                *score.entry(p.dst.ip()).or_default() += 1;
+            }
+        }
+    }
+    score.into_iter().max_by_key(|(ip, n)| (*n, std::cmp::Reverse(*ip))).map(|(ip, _)| ip)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub packets: u64,
+    pub sip_messages: u64,
+    pub accepted: u64,
+    pub dropped: u64,
+    pub observed: u64,
+    /// Packet decisions by reason.
+    pub reasons: std::collections::BTreeMap<String, u64>,
+    pub auth_failures: u64,
+    pub bans: u64,
+    pub fragments_reassembled: u64,
+    pub elapsed_s: f64,
+    pub packets_per_s: f64,
+}
+
+/// Runs every frame of `cap` through `engine`; `line` gets each verdict line when given.
+pub fn run(
+    engine: &mut Engine,
+    sides: &Sides,
+    cap: &Capture,
+    mut line: Option<&mut dyn FnMut(&VerdictLine)>,
+    mut progress: impl FnMut(usize),
+) -> Summary {
+    let mut defrag = Defragmenter::new(engine.policy().config.limits.max_fragments, 30_000_000_000);
+    let mut reassembled = 0;
+    let started = std::time::Instant::now();
+    for (index, f) in cap.frames.iter().enumerate() {
+        if index & 0xffff == 0 {
+            progress(index);
+        }
+        let data = cap.data(f);
+        let Some(s) = slice(f.linktype, data) else {
+            external(engine, &mut line, index, f.ts, None, Decision::accept(Reason::NotInspected));
+            continue;
+        };
+        match Packet::from_sliced(&s) {
+            IpView::Packet(p) => one(engine, sides, &p, index, f.ts, &mut line),
+            IpView::Fragment { src, dst } => match defrag.push(&s, f.ts) {
+                Some(whole) => {
+                    reassembled += 1;
+                    if let IpView::Packet(p) = Packet::from_transport(src, dst, whole.ip_number, &whole.payload) {
+                        one(engine, sides, &p, index, f.ts, &mut line);
+                    }
+                    defrag.recycle(whole);
+                }
+                // Held until the datagram is complete; judged then.
+                None => external(engine, &mut line, index, f.ts, None, Decision::accept(Reason::Fragment)),
+            },
+            IpView::OtherProtocol { .. } | IpView::Invalid => {
+                external(engine, &mut line, index, f.ts, None, Decision::accept(Reason::NotInspected))
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let c = engine.counters();
+    Summary {
+        packets: cap.frames.len() as u64,
+        sip_messages: c.messages,
+        accepted: c.accepted,
+        dropped: c.dropped,
+        observed: c.observed,
+        reasons: c.reasons().map(|(k, v)| (k.to_string(), v)).collect(),
+        auth_failures: c.auth_failures,
+        bans: c.bans,
+        fragments_reassembled: reassembled,
+        elapsed_s: elapsed,
+        packets_per_s: cap.frames.len() as f64 / elapsed.max(1e-9),
+    }
+}
+
+fn external(
+    engine: &mut Engine,
+    line: &mut Option<&mut dyn FnMut(&VerdictLine)>,
+    index: usize,
+    ts: u64,
+    p: Option<&Packet>,
+    d: Decision,
+) {
+    engine.count_external(&d);
+    if let Some(l) = line {
+        l(&VerdictLine {
+            index,
+            time: ts as f64 / 1e9,
+            direction: "none",
+            src: p.map(|p| addr(p.src)).unwrap_or_default(),
+            dst: p.map(|p| addr(p.dst)).unwrap_or_default(),
+            transport: p.map_or("", |p| p.transport.as_str()),
+            method: None,
+            status: None,
+            verdict: d.verdict.as_str(),
+            reason: d.reason.id(),
+            error: None,
+        });
+    }
+}
+
+fn one(
+    engine: &mut Engine,
+    sides: &Sides,
+    p: &Packet,
+    index: usize,
+    ts: u64,
+    line: &mut Option<&mut dyn FnMut(&VerdictLine)>,
+) {
+    let Some(dir) = sides.direction(p) else {
+        external(engine, line, index, ts, Some(p), Decision::accept(Reason::NotInspected));
+        return;
+    };
+    match line {
+        None => {
+            engine.decide(p, dir, ts);
+        }
+        Some(l) => {
+            let mut any = false;
+            let mk = |o: &Outcome| VerdictLine {
+                index,
+                time: ts as f64 / 1e9,
+                direction: dir.as_str(),
+                src: addr(p.src),
+                dst: addr(p.dst),
+                transport: p.transport.as_str(),
+                method: match o.what {
+                    What::Request(m) => Some(m.to_string()),
+                    What::Keepalive => Some("keepalive".into()),
+                    _ => None,
+                },
+                status: match o.what {
+                    What::Response(s) => Some(s),
+                    _ => None,
+                },
+                verdict: o.decision.verdict.as_str(),
+                reason: o.decision.reason.id(),
+                error: o.decision.error.map(|e| e.describe()),
+            };
+            let d = engine.decide_with(p, dir, ts, &mut |o| {
+                any = true;
+                l(&mk(o));
+            });
+            if !any {
+                l(&VerdictLine {
+                    index,
+                    time: ts as f64 / 1e9,
+                    direction: dir.as_str(),
+                    src: addr(p.src),
+                    dst: addr(p.dst),
+                    transport: p.transport.as_str(),
+                    method: None,
+                    status: None,
+                    verdict: if dir == Direction::FromPbx { Verdict::Observe.as_str() } else { d.verdict.as_str() },
+                    reason: d.reason.id(),
+                    error: None,
+                });
+            }
+        }
+    }
+}
+
+/// `addr:port`, IPv6 in brackets.
+pub fn addr(a: SocketAddr) -> String {
+    a.to_string()
+}
