@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod gen;
 pub mod net;
 pub mod replay;
 pub mod sip;

@@ -58,6 +58,14 @@ enum Cmd {
         /// Message file, or - for standard input.
         file: PathBuf,
     },
+    /// Write a synthetic mixed capture (phones, PBX answers, scanners, a password guesser).
+    Gen {
+        #[arg(long, default_value = "sip.example.com")]
+        domain: String,
+        #[arg(long, default_value_t = 300_000)]
+        packets: usize,
+        out: PathBuf,
+    },
     /// Validate a config; exit 1 with the error.
     Check {
         #[arg(long, short)]
@@ -115,6 +123,14 @@ fn run(cli: Cli) -> Result<i32> {
             if p.domains.is_empty() {
                 println!("warning: no secret domain: every out-of-dialog request will be dropped as no-secret-domain");
             }
+            Ok(0)
+        }
+        Cmd::Gen { domain, packets, out } => {
+            let g = sipwall::gen::Generator::mixed(&domain, packets);
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?);
+            g.write_pcap(&mut f)?;
+            f.flush()?;
+            println!("{}: {} packets; {:?}", out.display(), g.len(), g.expect);
             Ok(0)
         }
         Cmd::Explain { common, source, json, file } => explain(&common, source, json, &file),
@@ -276,7 +292,8 @@ fn replay_cmd(common: &Common, pbx: &[IpAddr], json: bool, verdicts: Option<Path
         }
         println!("auth failures: {}", summary.auth_failures);
         println!("bans:          {}", summary.bans);
-        for b in engine.shared().list() {
+        let bans = engine.shared().list();
+        for b in bans.iter().take(10) {
             println!(
                 "  {} {} after {} failure(s), users tried: {}; first: {}",
                 b.source,
@@ -285,6 +302,9 @@ fn replay_cmd(common: &Common, pbx: &[IpAddr], json: bool, verdicts: Option<Path
                 b.evidence.users.join(","),
                 b.evidence.first_request
             );
+        }
+        if bans.len() > 10 {
+            println!("  ... and {} more (--json lists them all)", bans.len() - 10);
         }
         println!("elapsed:       {:.3} s ({:.0} packets/s)", summary.elapsed_s, summary.packets_per_s);
     }

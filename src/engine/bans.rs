@@ -155,12 +155,16 @@ impl Failures {
         }
         let e = &mut h.evidence;
         let line = String::from_utf8_lossy(&f.request_line[..f.request_line.len().min(200)]).into_owned();
-        if e.failures == 0 {
+        if e.first_request.is_empty() {
             e.first_request = line.clone();
+        }
+        if e.failures == 0 {
             e.first_failure_ns = f.now;
         }
         e.failures += 1;
-        e.last_request = line;
+        if !line.is_empty() {
+            e.last_request = line;
+        }
         e.last_failure_ns = f.now;
         if !f.user.is_empty() && e.users.len() < MAX_USERS {
             let u = String::from_utf8_lossy(&f.user[..f.user.len().min(64)]).into_owned();

@@ -475,7 +475,12 @@ impl Engine {
                         &self.policy,
                     );
                     if let Some(ban) = ban {
-                        let stronger = match self.shared.get(key) {
+                        let old = self.shared.get(key);
+                        if old.is_none() {
+                            self.counters.bans += 1;
+                            tracing::warn!(source = %ban.source, tier = %ban.tier, failures = ban.evidence.failures, "banned");
+                        }
+                        let stronger = match old {
                             None => true,
                             Some(old) => match (old.until_ns, ban.until_ns) {
                                 (None, _) => false,
@@ -484,8 +489,6 @@ impl Engine {
                             },
                         };
                         if stronger {
-                            self.counters.bans += 1;
-                            tracing::warn!(source = %ban.source, tier = %ban.tier, failures = ban.evidence.failures, "banned");
                             self.shared.ban(key, ban);
                         }
                     }
