@@ -1,1 +1,137 @@
-fn main(){}
+//! Parse, decide and the full packet path on realistic messages, with rsip parsing the same
+//! messages side by side (the ratio is what matters on a noisy machine).
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use sipwall::config::Config;
+use sipwall::engine::{Direction, Engine, Shared};
+use sipwall::net::{IpView, Packet};
+use sipwall::sip::{self, Framing};
+use std::sync::Arc;
+
+const D: &str = "sip.example.com";
+
+fn messages() -> Vec<(&'static str, String)> {
+    let register = format!(
+        "REGISTER sip:{D} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.7:5060;rport;branch=z9hG4bK-524287-1---b7a1c9a0e4d3f2a1\r\n\
+         Max-Forwards: 70\r\nContact: <sip:1001@198.18.1.7:5060;rinstance=6f8dc969b62d1466;transport=UDP>\r\n\
+         To: <sip:1001@{D}>\r\nFrom: \"Reception\" <sip:1001@{D}>;tag=9c1e5a3b\r\nCall-ID: NjJhYzQxNGI3NmQ3ZGFkYWQ4ZjM0ZmM0NDU0ZTVlNzg\r\n\
+         CSeq: 2 REGISTER\r\nExpires: 3600\r\nAllow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE\r\n\
+         User-Agent: Yealink SIP-T46S 66.85.0.5\r\nAuthorization: Digest username=\"1001\",realm=\"{D}\",nonce=\"1700000000/abcdef0123456789\",uri=\"sip:{D}\",response=\"0123456789abcdef0123456789abcdef\",algorithm=MD5,cnonce=\"0a4f113b\",qop=auth,nc=00000001\r\n\
+         Allow-Events: presence, kpml, talk\r\nContent-Length: 0\r\n\r\n"
+    );
+    let sdp = "v=0\r\no=- 3711 3711 IN IP4 198.18.1.7\r\ns=Talk\r\nc=IN IP4 198.18.1.7\r\nt=0 0\r\nm=audio 7078 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n";
+    let invite = format!(
+        "INVITE sip:2002@{D} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.7:5060;rport;branch=z9hG4bK.Xm2Lpq7\r\nFrom: \"Alice\" <sip:1001@{D}>;tag=x9Q2\r\n\
+         To: <sip:2002@{D}>\r\nCSeq: 21 INVITE\r\nCall-ID: 7yVnq3Cz0b\r\nMax-Forwards: 70\r\nSupported: replaces, outbound, gruu\r\n\
+         Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, NOTIFY, MESSAGE, SUBSCRIBE, INFO, UPDATE\r\nContent-Type: application/sdp\r\n\
+         Contact: <sip:1001@198.18.1.7:5060;transport=udp>;+sip.instance=\"<urn:uuid:5e9b1c1e-0000-0000-0000-000000000001>\"\r\n\
+         User-Agent: Linphone-Desktop/5.2.4 (belle-sip/5.2.94)\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let scanner = "OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.19.4.4:5060;branch=z9hG4bK-1553461447;rport\r\n\
+         Content-Length: 0\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=6434396633623535313363340131363131313434383536\r\n\
+         Accept: application/sdp\r\nUser-Agent: friendly-scanner\r\nTo: \"sipvicious\"<sip:100@1.1.1.1>\r\nContact: sip:100@198.19.4.4:5060\r\n\
+         CSeq: 1 OPTIONS\r\nCall-ID: 1016931385727327174436302\r\nMax-Forwards: 70\r\n\r\n"
+        .to_string();
+    vec![
+        ("register", register),
+        ("invite_sdp", invite),
+        ("scanner_options", scanner),
+    ]
+}
+
+fn engine() -> Engine {
+    let mut c = Config::default();
+    c.sip.domains = vec![D.into()];
+    Engine::new(Arc::new(c.compile().unwrap()), Arc::new(Shared::new()))
+}
+
+fn ip_packet(payload: &[u8]) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ipv4([198, 18, 1, 7], [198, 18, 0, 2], 64).udp(5060, 5060);
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn bench(c: &mut Criterion) {
+    for (name, msg) in messages() {
+        let bytes = msg.as_bytes();
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function("sipwall_parse", |b| {
+            b.iter(|| {
+                let m = sip::parse(black_box(bytes), Framing::Datagram).unwrap();
+                assert!(!m.call_id.is_empty());
+                m.len
+            })
+        });
+        g.bench_function("rsip_parse", |b| {
+            b.iter(|| rsip::SipMessage::try_from(black_box(msg.as_str())).unwrap())
+        });
+        let mut e = engine();
+        let ip = ip_packet(bytes);
+        // the full packet path: IP bytes → packet view → decision
+        g.bench_function("sipwall_packet_decision", |b| {
+            let mut now = 1_000_000_000u64;
+            b.iter(|| {
+                now += 1_000_000_000; // a second apart: no rate limit interferes
+                let IpView::Packet(p) = Packet::from_ip(black_box(&ip)) else {
+                    unreachable!()
+                };
+                e.decide(&p, Direction::ToPbx, now).verdict
+            })
+        });
+        g.finish();
+    }
+    // A TCP stream: one REGISTER split in three segments, per message.
+    let (_, reg) = &messages()[0];
+    let reg = reg.as_bytes();
+    let mut g = c.benchmark_group("tcp_stream");
+    g.throughput(Throughput::Bytes(reg.len() as u64));
+    g.bench_function("register_in_3_segments", |b| {
+        let mut e = engine();
+        let src = "198.18.1.7:40000".parse().unwrap();
+        let dst = "198.18.0.2:5060".parse().unwrap();
+        let mut seq = 1u32;
+        let mut now = 0u64;
+        let syn = Packet {
+            src,
+            dst,
+            transport: sipwall::net::Transport::Tcp,
+            tcp: Some(sipwall::net::TcpMeta {
+                seq: 0,
+                syn: true,
+                ..Default::default()
+            }),
+            payload: b"",
+        };
+        e.decide(&syn, Direction::ToPbx, 0);
+        b.iter(|| {
+            now += 1_000_000_000;
+            let mut last = None;
+            for part in reg.chunks(reg.len() / 3 + 1) {
+                let p = Packet {
+                    src,
+                    dst,
+                    transport: sipwall::net::Transport::Tcp,
+                    tcp: Some(sipwall::net::TcpMeta {
+                        seq,
+                        ..Default::default()
+                    }),
+                    payload: part,
+                };
+                seq = seq.wrapping_add(part.len() as u32);
+                last = Some(e.decide(&p, Direction::ToPbx, now).reason);
+            }
+            assert_eq!(last, Some(sipwall::engine::Reason::SecretDomain));
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);

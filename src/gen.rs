@@ -2,6 +2,8 @@
 //! segments, IPv6), the PBX's answers, scanners by IP, extension sweeps, and a password
 //! guesser that knows the domain. Used by tests, benches and `sipwall gen`.
 
+#![allow(clippy::too_many_arguments)] // message builders name every field they vary
+
 use etherparse::PacketBuilder;
 use std::io::Write;
 
@@ -34,7 +36,13 @@ enum Ip {
 
 impl Generator {
     pub fn new(domain: &str) -> Self {
-        Generator { domain: domain.into(), frames: vec![], ts: 1_700_000_000_000_000_000, seq: 1, expect: Expect::default() }
+        Generator {
+            domain: domain.into(),
+            frames: vec![],
+            ts: 1_700_000_000_000_000_000,
+            seq: 1,
+            expect: Expect::default(),
+        }
     }
 
     fn udp(&mut self, src: Ip, sport: u16, dst: Ip, dport: u16, payload: &[u8]) {
@@ -49,7 +57,16 @@ impl Generator {
         self.push(out);
     }
 
-    fn tcp(&mut self, src: Ip, sport: u16, dst: Ip, dport: u16, seq: u32, syn: bool, payload: &[u8]) {
+    fn tcp(
+        &mut self,
+        src: Ip,
+        sport: u16,
+        dst: Ip,
+        dport: u16,
+        seq: u32,
+        syn: bool,
+        payload: &[u8],
+    ) {
         let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
         let b = match (src, dst) {
             (Ip::V4(s), Ip::V4(d)) => b.ipv4(s, d, 64).tcp(sport, dport, seq, 65535),
@@ -74,7 +91,18 @@ impl Generator {
         self.frames.is_empty()
     }
 
-    fn req(&self, method: &str, ruri: &str, user: &str, host: &str, call: &str, cseq: u32, ua: &str, extra: &str, body: &str) -> String {
+    fn req(
+        &self,
+        method: &str,
+        ruri: &str,
+        user: &str,
+        host: &str,
+        call: &str,
+        cseq: u32,
+        ua: &str,
+        extra: &str,
+        body: &str,
+    ) -> String {
         format!(
             "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK{call}{cseq}\r\nMax-Forwards: 70\r\n\
              From: \"{user}\" <sip:{user}@{host}>;tag=ft{call}\r\nTo: <sip:{user}@{host}>\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n\
@@ -83,7 +111,16 @@ impl Generator {
         )
     }
 
-    fn resp(&self, status: &str, method: &str, user: &str, host: &str, call: &str, cseq: u32, extra: &str) -> String {
+    fn resp(
+        &self,
+        status: &str,
+        method: &str,
+        user: &str,
+        host: &str,
+        call: &str,
+        cseq: u32,
+        extra: &str,
+    ) -> String {
         format!(
             "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK{call}{cseq}\r\n\
              From: <sip:{user}@{host}>;tag=ft{call}\r\nTo: <sip:{user}@{host}>;tag=pbx{cseq}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n"
@@ -100,7 +137,10 @@ impl Generator {
             a[7] = n as u8;
             (Ip::V6(a), Ip::V6(PBX_V6))
         } else {
-            (Ip::V4([198, 18, 1 + (n >> 8) as u8 % 200, n as u8]), Ip::V4(PBX_V4))
+            (
+                Ip::V4([198, 18, 1 + (n >> 8) as u8 % 200, n as u8]),
+                Ip::V4(PBX_V4),
+            )
         };
         let d = self.domain.clone();
         let user = format!("{}", 1000 + n % 9000);
@@ -109,11 +149,39 @@ impl Generator {
         self.seq += 1;
         let ua = "Yealink SIP-T46S 66.85.0.5";
         let auth = format!("Authorization: Digest username=\"{user}\", realm=\"{d}\", nonce=\"abc\", uri=\"{ruri}\", response=\"0123456789abcdef\", qop=auth, nc=00000001, cnonce=\"x\"\r\n");
-        let m = self.req("REGISTER", &ruri, &user, &d, &call, 1, ua, "Expires: 3600\r\n", "");
+        let m = self.req(
+            "REGISTER",
+            &ruri,
+            &user,
+            &d,
+            &call,
+            1,
+            ua,
+            "Expires: 3600\r\n",
+            "",
+        );
         self.udp(me, 5060, pbx, 5060, m.as_bytes());
-        let m = self.resp("401 Unauthorized", "REGISTER", &user, &d, &call, 1, "WWW-Authenticate: Digest realm=\"x\", nonce=\"abc\", qop=\"auth\"\r\n");
+        let m = self.resp(
+            "401 Unauthorized",
+            "REGISTER",
+            &user,
+            &d,
+            &call,
+            1,
+            "WWW-Authenticate: Digest realm=\"x\", nonce=\"abc\", qop=\"auth\"\r\n",
+        );
         self.udp(pbx, 5060, me, 5060, m.as_bytes());
-        let m = self.req("REGISTER", &ruri, &user, &d, &call, 2, ua, &format!("Expires: 3600\r\n{auth}"), "");
+        let m = self.req(
+            "REGISTER",
+            &ruri,
+            &user,
+            &d,
+            &call,
+            2,
+            ua,
+            &format!("Expires: 3600\r\n{auth}"),
+            "",
+        );
         self.udp(me, 5060, pbx, 5060, m.as_bytes());
         let m = self.resp("200 OK", "REGISTER", &user, &d, &call, 2, "");
         self.udp(pbx, 5060, me, 5060, m.as_bytes());
@@ -125,10 +193,21 @@ impl Generator {
         let ruri = format!("sip:2000@{d}");
         let m = self.req("INVITE", &ruri, &user, &d, &call, 1, ua, "", sdp);
         self.udp(me, 5060, pbx, 5060, m.as_bytes());
-        let m = self.resp("407 Proxy Authentication Required", "INVITE", &user, &d, &call, 1, "Proxy-Authenticate: Digest realm=\"x\", nonce=\"n\"\r\n");
+        let m = self.resp(
+            "407 Proxy Authentication Required",
+            "INVITE",
+            &user,
+            &d,
+            &call,
+            1,
+            "Proxy-Authenticate: Digest realm=\"x\", nonce=\"n\"\r\n",
+        );
         self.udp(pbx, 5060, me, 5060, m.as_bytes());
-        let m = self.req("ACK", &ruri, &user, &d, &call, 1, ua, "", "").replacen("To: <", "To: <", 1);
-        let m = m.replace(&format!("To: <sip:{user}@{d}>"), &format!("To: <sip:{user}@{d}>;tag=pbx1"));
+        let m = self.req("ACK", &ruri, &user, &d, &call, 1, ua, "", "");
+        let m = m.replace(
+            &format!("To: <sip:{user}@{d}>"),
+            &format!("To: <sip:{user}@{d}>;tag=pbx1"),
+        );
         self.udp(me, 5060, pbx, 5060, m.as_bytes());
         let pauth = auth.replace("Authorization", "Proxy-Authorization");
         let m = self.req("INVITE", &ruri, &user, &d, &call, 2, ua, &pauth, sdp);
@@ -141,7 +220,10 @@ impl Generator {
         let contact = "sip:2000@198.18.0.2:5060";
         for (meth, cseq) in [("ACK", 2), ("BYE", 3)] {
             let m = self.req(meth, contact, &user, &d, &call, cseq, ua, "", "");
-            let m = m.replace(&format!("To: <sip:{user}@{d}>"), &format!("To: <sip:{user}@{d}>;tag=pbx2"));
+            let m = m.replace(
+                &format!("To: <sip:{user}@{d}>"),
+                &format!("To: <sip:{user}@{d}>;tag=pbx2"),
+            );
             self.udp(me, 5060, pbx, 5060, m.as_bytes());
         }
         let m = self.resp("200 OK", "BYE", &user, &d, &call, 3, "");
@@ -158,7 +240,17 @@ impl Generator {
         let user = format!("{}", 5000 + n % 1000);
         let call = format!("tcp{n}-{}", self.seq);
         self.seq += 1;
-        let m = self.req("REGISTER", &format!("sip:{d};transport=tcp"), &user, &d, &call, 1, "baresip", "", "");
+        let m = self.req(
+            "REGISTER",
+            &format!("sip:{d};transport=tcp"),
+            &user,
+            &d,
+            &call,
+            1,
+            "baresip",
+            "",
+            "",
+        );
         let isn = 1000 * n;
         self.tcp(me, port, pbx, 5060, isn, true, b"");
         let (a, b) = m.as_bytes().split_at(m.len() / 2);
@@ -175,10 +267,30 @@ impl Generator {
         let me = Ip::V4([198, 19, (n >> 8) as u8, n as u8]);
         let pbx = Ip::V4(PBX_V4);
         let call = format!("scan{n}");
-        let m = self.req("OPTIONS", "sip:100@198.18.0.2", "100", "198.18.0.2", &call, 1, "friendly-scanner", "", "");
+        let m = self.req(
+            "OPTIONS",
+            "sip:100@198.18.0.2",
+            "100",
+            "198.18.0.2",
+            &call,
+            1,
+            "friendly-scanner",
+            "",
+            "",
+        );
         self.udp(me, 5060, pbx, 5060, m.as_bytes());
         self.expect.scanner_requests += 1;
-        let m = self.req("REGISTER", "sip:198.18.0.2", &format!("{}", n % 1000), "198.18.0.2", &call, 2, "Linksys/PAP2T-3.1.15", "", "");
+        let m = self.req(
+            "REGISTER",
+            "sip:198.18.0.2",
+            &format!("{}", n % 1000),
+            "198.18.0.2",
+            &call,
+            2,
+            "Linksys/PAP2T-3.1.15",
+            "",
+            "",
+        );
         self.udp(me, 5060, pbx, 5060, m.as_bytes());
         self.expect.by_ip_requests += 1;
     }
@@ -191,7 +303,17 @@ impl Generator {
         for g in 0..guesses {
             let call = format!("brute{n}-{g}");
             let auth = format!("Authorization: Digest username=\"100\", realm=\"{d}\", nonce=\"a\", uri=\"sip:{d}\", response=\"{g:032x}\"\r\n");
-            let m = self.req("REGISTER", &format!("sip:{d}"), "100", &d, &call, 1, "Zoiper rv2.10", &auth, "");
+            let m = self.req(
+                "REGISTER",
+                &format!("sip:{d}"),
+                "100",
+                &d,
+                &call,
+                1,
+                "Zoiper rv2.10",
+                &auth,
+                "",
+            );
             self.udp(me, 5060, pbx, 5060, m.as_bytes());
             let r = self.resp("403 Forbidden", "REGISTER", "100", &d, &call, 1, "");
             self.udp(pbx, 5060, me, 5060, r.as_bytes());
@@ -203,7 +325,13 @@ impl Generator {
     /// RTP that is not SIP (not inspected).
     pub fn rtp(&mut self, n: u32) {
         let payload = [0x80u8; 172];
-        self.udp(Ip::V4([198, 18, 1, n as u8]), 4000, Ip::V4(PBX_V4), 10000, &payload);
+        self.udp(
+            Ip::V4([198, 18, 1, n as u8]),
+            4000,
+            Ip::V4(PBX_V4),
+            10000,
+            &payload,
+        );
     }
 
     /// A mix of everything, about `packets` long.

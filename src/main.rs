@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "sipwall", version, about = "Inline SIP-aware packet filter: secret domain, scanners, rate limits, bans")]
+#[command(
+    name = "sipwall",
+    version,
+    about = "Inline SIP-aware packet filter: secret domain, scanners, rate limits, bans"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -89,7 +93,10 @@ fn load(common: &Common, pbx: &[IpAddr]) -> Result<Policy> {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SIPWALL_LOG").unwrap_or_else(|_| "error".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIPWALL_LOG")
+                .unwrap_or_else(|_| "error".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -125,16 +132,34 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Gen { domain, packets, out } => {
+        Cmd::Gen {
+            domain,
+            packets,
+            out,
+        } => {
             let g = sipwall::gen::Generator::mixed(&domain, packets);
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?);
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&out)
+                    .with_context(|| format!("cannot create {}", out.display()))?,
+            );
             g.write_pcap(&mut f)?;
             f.flush()?;
             println!("{}: {} packets; {:?}", out.display(), g.len(), g.expect);
             Ok(0)
         }
-        Cmd::Explain { common, source, json, file } => explain(&common, source, json, &file),
-        Cmd::Replay { common, pbx, json, verdicts, pcaps } => replay_cmd(&common, &pbx, json, verdicts, &pcaps),
+        Cmd::Explain {
+            common,
+            source,
+            json,
+            file,
+        } => explain(&common, source, json, &file),
+        Cmd::Replay {
+            common,
+            pbx,
+            json,
+            verdicts,
+            pcaps,
+        } => replay_cmd(&common, &pbx, json, verdicts, &pcaps),
     }
 }
 
@@ -151,12 +176,17 @@ fn explain(common: &Common, source: IpAddr, json: bool, file: &PathBuf) -> Resul
         msg = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     }
     let mut engine = Engine::new(policy.clone(), Arc::new(Shared::new()));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
     let d = engine.explain(&msg, source, now);
     let mut facts = serde_json::Map::new();
     if let Ok(m) = sip::parse(&msg, sip::Framing::Datagram) {
-        let host = |h: Option<sip::Host>| h.map_or(serde_json::Value::Null, |h| h.to_string().into());
-        let secret = |h: Option<sip::Host>| h.is_some_and(|h| matches!(h, sip::Host::Name(n) if policy.is_secret_domain(n)));
+        let host =
+            |h: Option<sip::Host>| h.map_or(serde_json::Value::Null, |h| h.to_string().into());
+        let secret = |h: Option<sip::Host>| {
+            h.is_some_and(|h| matches!(h, sip::Host::Name(n) if policy.is_secret_domain(n)))
+        };
         match m.start {
             sip::StartLine::Request { method, uri } => {
                 facts.insert("method".into(), method.to_string().into());
@@ -186,13 +216,24 @@ fn explain(common: &Common, source: IpAddr, json: bool, file: &PathBuf) -> Resul
     if json {
         println!("{out}");
     } else {
-        println!("verdict: {}\nreason:  {}", d.verdict.as_str(), d.reason.id());
+        println!(
+            "verdict: {}\nreason:  {}",
+            d.verdict.as_str(),
+            d.reason.id()
+        );
         if let Some(e) = d.error {
             println!("error:   {e}");
         }
         println!("source:  {source}");
         for (k, v) in &facts {
-            println!("{k}: {}", if let Some(s) = v.as_str() { s.to_string() } else { v.to_string() });
+            println!(
+                "{k}: {}",
+                if let Some(s) = v.as_str() {
+                    s.to_string()
+                } else {
+                    v.to_string()
+                }
+            );
         }
         if d.verdict == Verdict::Drop {
             println!("hint:    {}", hint(d.reason.id()));
@@ -214,7 +255,13 @@ fn hint(reason: &str) -> &'static str {
     }
 }
 
-fn replay_cmd(common: &Common, pbx: &[IpAddr], json: bool, verdicts: Option<PathBuf>, pcaps: &[PathBuf]) -> Result<i32> {
+fn replay_cmd(
+    common: &Common,
+    pbx: &[IpAddr],
+    json: bool,
+    verdicts: Option<PathBuf>,
+    pcaps: &[PathBuf],
+) -> Result<i32> {
     let mut policy = load(common, pbx)?;
     let mut cap = Capture::default();
     for p in pcaps {
@@ -222,7 +269,11 @@ fn replay_cmd(common: &Common, pbx: &[IpAddr], json: bool, verdicts: Option<Path
     }
     cap.sort();
     let c = &policy.config.sip;
-    let mut sides = Sides { pbx: policy.pbx.clone(), udp_ports: c.udp_ports.clone(), tcp_ports: c.tcp_ports.clone() };
+    let mut sides = Sides {
+        pbx: policy.pbx.clone(),
+        udp_ports: c.udp_ports.clone(),
+        tcp_ports: c.tcp_ports.clone(),
+    };
     let mut inferred = None;
     if sides.pbx.is_empty() {
         match replay::infer_pbx(&cap, &sides.udp_ports, &sides.tcp_ports) {
@@ -234,11 +285,17 @@ fn replay_cmd(common: &Common, pbx: &[IpAddr], json: bool, verdicts: Option<Path
                     eprintln!("sipwall: no --pbx given; inferred PBX {ip} (the address receiving the most SIP requests)");
                 }
             }
-            None => bail!("no SIP requests on ports {:?}/{:?} in the capture; give --pbx", sides.udp_ports, sides.tcp_ports),
+            None => bail!(
+                "no SIP requests on ports {:?}/{:?} in the capture; give --pbx",
+                sides.udp_ports,
+                sides.tcp_ports
+            ),
         }
     }
     if policy.domains.is_empty() && !json {
-        eprintln!("sipwall: no secret domain (--domain): every out-of-dialog request will be dropped");
+        eprintln!(
+            "sipwall: no secret domain (--domain): every out-of-dialog request will be dropped"
+        );
     }
     let mut engine = Engine::new(Arc::new(policy), Arc::new(Shared::new()));
     let bar = if std::io::stderr().is_terminal() && cap.frames.len() > 200_000 {
@@ -255,7 +312,10 @@ fn replay_cmd(common: &Common, pbx: &[IpAddr], json: bool, verdicts: Option<Path
     let mut write_err = None;
     let mut writer = |l: &VerdictLine| {
         if let Some(w) = out.as_mut() {
-            if let Err(e) = serde_json::to_writer(&mut *w, l).map_err(std::io::Error::from).and_then(|_| w.write_all(b"\n")) {
+            if let Err(e) = serde_json::to_writer(&mut *w, l)
+                .map_err(std::io::Error::from)
+                .and_then(|_| w.write_all(b"\n"))
+            {
                 write_err.get_or_insert(e);
             }
         }
@@ -264,7 +324,11 @@ fn replay_cmd(common: &Common, pbx: &[IpAddr], json: bool, verdicts: Option<Path
         &mut engine,
         &sides,
         &cap,
-        if verdicts.is_some() { Some(&mut writer) } else { None },
+        if verdicts.is_some() {
+            Some(&mut writer)
+        } else {
+            None
+        },
         |i| bar.set_position(i as u64),
     );
     bar.finish_and_clear();
@@ -306,7 +370,10 @@ fn replay_cmd(common: &Common, pbx: &[IpAddr], json: bool, verdicts: Option<Path
         if bans.len() > 10 {
             println!("  ... and {} more (--json lists them all)", bans.len() - 10);
         }
-        println!("elapsed:       {:.3} s ({:.0} packets/s)", summary.elapsed_s, summary.packets_per_s);
+        println!(
+            "elapsed:       {:.3} s ({:.0} packets/s)",
+            summary.elapsed_s, summary.packets_per_s
+        );
     }
     Ok(0)
 }

@@ -9,11 +9,17 @@ fn bin() -> Command {
 }
 
 fn data(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(p)
 }
 
 fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
@@ -21,8 +27,16 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 fn explain_says_why_a_phone_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("msg.sip");
-    std::fs::write(&f, common::request("REGISTER", "198.18.0.2", common::DOMAIN, common::DOMAIN, "")).unwrap();
-    let out = bin().args(["explain", "--domain", common::DOMAIN, "--json"]).arg(&f).output().unwrap();
+    std::fs::write(
+        &f,
+        common::request("REGISTER", "198.18.0.2", common::DOMAIN, common::DOMAIN, ""),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["explain", "--domain", common::DOMAIN, "--json"])
+        .arg(&f)
+        .output()
+        .unwrap();
     let v = json(&out);
     assert_eq!(v["verdict"], "drop");
     assert_eq!(v["reason"], "no-secret-domain");
@@ -41,11 +55,17 @@ fn explain_says_why_a_phone_is_dropped() {
         .stdin
         .take()
         .unwrap()
-        .write_all(common::request("INVITE", common::DOMAIN, common::DOMAIN, common::DOMAIN, "").as_bytes())
+        .write_all(
+            common::request("INVITE", common::DOMAIN, common::DOMAIN, common::DOMAIN, "")
+                .as_bytes(),
+        )
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("verdict: accept") && s.contains("reason:  secret-domain"), "{s}");
+    assert!(
+        s.contains("verdict: accept") && s.contains("reason:  secret-domain"),
+        "{s}"
+    );
 }
 
 /// Every RFC 4475 message through the binary: the valid ones are read, the invalid ones that
@@ -53,13 +73,57 @@ fn explain_says_why_a_phone_is_dropped() {
 #[test]
 fn explain_rfc4475_torture_messages() {
     let malformed = [
-        "badaspec", "baddn", "badvers", "bigcode", "clerr", "escruri", "insuf", "ltgtruri", "lwsruri", "lwsstart",
-        "mcl01", "mismatch01", "mismatch02", "multi01", "ncl", "quotbal", "scalar02", "scalarlg", "trws",
+        "badaspec",
+        "baddn",
+        "badvers",
+        "bigcode",
+        "clerr",
+        "escruri",
+        "insuf",
+        "ltgtruri",
+        "lwsruri",
+        "lwsstart",
+        "mcl01",
+        "mismatch01",
+        "mismatch02",
+        "multi01",
+        "ncl",
+        "quotbal",
+        "scalar02",
+        "scalarlg",
+        "trws",
     ];
     let readable = [
-        "badbranch", "baddate", "badinv01", "bcast", "bext01", "cparam01", "cparam02", "dblreq", "esc01", "esc02",
-        "escnull", "intmeth", "inv2543", "invut", "longreq", "lwsdisp", "mpart01", "noreason", "novelsc", "regaut01",
-        "regbadct", "regescrt", "sdp01", "semiuri", "transports", "unkscm", "unksm2", "unreason", "wsinv", "zeromf",
+        "badbranch",
+        "baddate",
+        "badinv01",
+        "bcast",
+        "bext01",
+        "cparam01",
+        "cparam02",
+        "dblreq",
+        "esc01",
+        "esc02",
+        "escnull",
+        "intmeth",
+        "inv2543",
+        "invut",
+        "longreq",
+        "lwsdisp",
+        "mpart01",
+        "noreason",
+        "novelsc",
+        "regaut01",
+        "regbadct",
+        "regescrt",
+        "sdp01",
+        "semiuri",
+        "transports",
+        "unkscm",
+        "unksm2",
+        "unreason",
+        "wsinv",
+        "zeromf",
     ];
     for name in malformed.iter().chain(&readable) {
         let out = bin()
@@ -77,7 +141,13 @@ fn explain_rfc4475_torture_messages() {
         }
     }
     // test.dat (in the tarball, in no section) has no SIP version: not SIP.
-    let v = json(&bin().args(["explain", "--json"]).arg(data("rfc4475/test.dat")).output().unwrap());
+    let v = json(
+        &bin()
+            .args(["explain", "--json"])
+            .arg(data("rfc4475/test.dat"))
+            .output()
+            .unwrap(),
+    );
     assert_eq!(v["reason"], "not-sip");
 }
 
@@ -111,14 +181,26 @@ fn replay_judges_the_shipped_capture() {
     let mut sip_lines = 0;
     for l in lines.lines() {
         let j: serde_json::Value = serde_json::from_str(l).unwrap();
-        for k in ["index", "time", "direction", "src", "dst", "transport", "verdict", "reason"] {
+        for k in [
+            "index",
+            "time",
+            "direction",
+            "src",
+            "dst",
+            "transport",
+            "verdict",
+            "reason",
+        ] {
             assert!(j.get(k).is_some(), "{k} missing in {l}");
         }
         if j.get("method").is_some() || j.get("status").is_some() {
             sip_lines += 1;
         }
         if j["src"].as_str().unwrap().starts_with('[') {
-            assert!(j["src"].as_str().unwrap().contains("]:"), "IPv6 in brackets: {l}");
+            assert!(
+                j["src"].as_str().unwrap().contains("]:"),
+                "IPv6 in brackets: {l}"
+            );
         }
     }
     assert_eq!(sip_lines, v["sip_messages"].as_u64().unwrap());
@@ -129,36 +211,79 @@ fn replay_of_a_generated_capture_with_tcp_and_ipv6_and_explicit_pbx() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("gen.pcap");
     let g = sipwall::gen::Generator::mixed(common::DOMAIN, 5000);
-    g.write_pcap(&mut std::fs::File::create(&pcap).unwrap()).unwrap();
+    g.write_pcap(&mut std::fs::File::create(&pcap).unwrap())
+        .unwrap();
     let v = json(
         &bin()
-            .args(["replay", "--domain", common::DOMAIN, "--pbx", "198.18.0.2", "--pbx", "2001:db8::2", "--json"])
+            .args([
+                "replay",
+                "--domain",
+                common::DOMAIN,
+                "--pbx",
+                "198.18.0.2",
+                "--pbx",
+                "2001:db8::2",
+                "--json",
+            ])
             .arg(&pcap)
             .output()
             .unwrap(),
     );
     let r = &v["reasons"];
     assert_eq!(r["scanner"].as_u64().unwrap(), g.expect.scanner_requests);
-    assert_eq!(r["no-secret-domain"].as_u64().unwrap(), g.expect.by_ip_requests);
-    assert!(r.get("rate-limited").is_none() && r.get("malformed").is_none(), "{r}");
-    assert!(r["tcp-partial"].as_u64().unwrap() > 0, "TCP REGISTERs split in two");
+    assert_eq!(
+        r["no-secret-domain"].as_u64().unwrap(),
+        g.expect.by_ip_requests
+    );
+    assert!(
+        r.get("rate-limited").is_none() && r.get("malformed").is_none(),
+        "{r}"
+    );
+    assert!(
+        r["tcp-partial"].as_u64().unwrap() > 0,
+        "TCP REGISTERs split in two"
+    );
     let accepted_requests = r["secret-domain"].as_u64().unwrap() + r["in-dialog"].as_u64().unwrap();
-    assert!(accepted_requests >= g.expect.phone_requests, "{accepted_requests} < {}", g.expect.phone_requests);
+    assert!(
+        accepted_requests >= g.expect.phone_requests,
+        "{accepted_requests} < {}",
+        g.expect.phone_requests
+    );
 }
 
 #[test]
 fn check_validates_configs_with_line_numbers() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sipwall.toml");
-    let out = bin().args(["check", "--config"]).arg(&shipped).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&shipped)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[sip]\ndomains = [\"a.example\"]\n\n[rate]\ngenral = 1\n").unwrap();
-    let out = bin().args(["check", "--config"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "[sip]\ndomains = [\"a.example\"]\n\n[rate]\ngenral = 1\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 5") && err.contains("genral"), "{err}");
-    let out = bin().args(["replay", "--domain", "x.example"]).arg(dir.path().join("missing.pcap")).output().unwrap();
+    let out = bin()
+        .args(["replay", "--domain", "x.example"])
+        .arg(dir.path().join("missing.pcap"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pcap"));
 }

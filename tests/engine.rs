@@ -8,19 +8,55 @@ const S: u64 = 1_000_000_000;
 const PHONE: &str = "198.18.0.1:5062";
 
 fn reason(e: &mut sipwall::engine::Engine, src: &str, msg: &str, now: u64) -> Reason {
-    e.decide(&udp(src, PBX, msg.as_bytes()), Direction::ToPbx, now).reason
+    e.decide(&udp(src, PBX, msg.as_bytes()), Direction::ToPbx, now)
+        .reason
 }
 
 #[test]
 fn secret_domain_must_be_the_host_of_all_three() {
     let mut e = engine();
     let d = DOMAIN;
-    assert_eq!(reason(&mut e, PHONE, &request("REGISTER", d, d, d, ""), S), Reason::SecretDomain);
-    assert_eq!(reason(&mut e, PHONE, &request("INVITE", "SIP.Example.COM", d, d, ""), S), Reason::SecretDomain);
+    assert_eq!(
+        reason(&mut e, PHONE, &request("REGISTER", d, d, d, ""), S),
+        Reason::SecretDomain
+    );
+    assert_eq!(
+        reason(
+            &mut e,
+            PHONE,
+            &request("INVITE", "SIP.Example.COM", d, d, ""),
+            S
+        ),
+        Reason::SecretDomain
+    );
     // Scanners address the server by IP.
-    assert_eq!(reason(&mut e, PHONE, &request("REGISTER", "198.18.0.2", d, d, ""), S), Reason::NoSecretDomain);
-    assert_eq!(reason(&mut e, PHONE, &request("REGISTER", d, "198.18.0.2", d, ""), S), Reason::NoSecretDomain);
-    assert_eq!(reason(&mut e, PHONE, &request("REGISTER", d, d, "evil.example", ""), S), Reason::NoSecretDomain);
+    assert_eq!(
+        reason(
+            &mut e,
+            PHONE,
+            &request("REGISTER", "198.18.0.2", d, d, ""),
+            S
+        ),
+        Reason::NoSecretDomain
+    );
+    assert_eq!(
+        reason(
+            &mut e,
+            PHONE,
+            &request("REGISTER", d, "198.18.0.2", d, ""),
+            S
+        ),
+        Reason::NoSecretDomain
+    );
+    assert_eq!(
+        reason(
+            &mut e,
+            PHONE,
+            &request("REGISTER", d, d, "evil.example", ""),
+            S
+        ),
+        Reason::NoSecretDomain
+    );
 }
 
 #[test]
@@ -34,15 +70,31 @@ fn the_domain_anywhere_else_never_counts() {
         format!("REGISTER sip:200@{ip}:5060;maddr={DOMAIN} SIP/2.0"),
     ];
     for t in tricks {
-        let m = request("REGISTER", ip, ip, ip, "").replacen(&format!("REGISTER sip:200@{ip} SIP/2.0"), &t, 1);
+        let m = request("REGISTER", ip, ip, ip, "").replacen(
+            &format!("REGISTER sip:200@{ip} SIP/2.0"),
+            &t,
+            1,
+        );
         assert_eq!(reason(&mut e, PHONE, &m, S), Reason::NoSecretDomain, "{t}");
     }
-    let m = request("REGISTER", ip, ip, ip, &format!("User-Agent2: {DOMAIN}\r\nSubject: {DOMAIN}\r\n"));
+    let m = request(
+        "REGISTER",
+        ip,
+        ip,
+        ip,
+        &format!("User-Agent2: {DOMAIN}\r\nSubject: {DOMAIN}\r\n"),
+    );
     assert_eq!(reason(&mut e, PHONE, &m, S), Reason::NoSecretDomain);
     let m = request("REGISTER", ip, ip, ip, "").replace("\"Alice\"", &format!("\"{DOMAIN}\""));
     assert_eq!(reason(&mut e, PHONE, &m, S), Reason::NoSecretDomain);
     // a longer or shorter name that contains the domain
-    let m = request("REGISTER", &format!("{DOMAIN}.evil.net"), DOMAIN, DOMAIN, "");
+    let m = request(
+        "REGISTER",
+        &format!("{DOMAIN}.evil.net"),
+        DOMAIN,
+        DOMAIN,
+        "",
+    );
     assert_eq!(reason(&mut e, PHONE, &m, S), Reason::NoSecretDomain);
     let m = request("REGISTER", &format!("x{DOMAIN}"), DOMAIN, DOMAIN, "");
     assert_eq!(reason(&mut e, PHONE, &m, S), Reason::NoSecretDomain);
@@ -60,9 +112,15 @@ fn header_case_compact_forms_and_folding_do_not_get_round_checks() {
     // A second To in compact form is a duplicate: malformed, not "first one wins".
     let dup = good.replace("Call-ID:", "t: <sip:200@198.18.0.2>\r\nCall-ID:");
     assert_eq!(reason(&mut e, PHONE, &dup, S), Reason::Malformed);
-    let folded = good.replace("To: <sip:200@sip.example.com>", "To:\r\n  <sip:200@sip.example.com>");
+    let folded = good.replace(
+        "To: <sip:200@sip.example.com>",
+        "To:\r\n  <sip:200@sip.example.com>",
+    );
     assert_eq!(reason(&mut e, PHONE, &folded, S), Reason::SecretDomain);
-    let two_at = good.replace("sip:200@sip.example.com SIP", "sip:200@198.18.0.2@sip.example.com SIP");
+    let two_at = good.replace(
+        "sip:200@sip.example.com SIP",
+        "sip:200@198.18.0.2@sip.example.com SIP",
+    );
     assert_eq!(reason(&mut e, PHONE, &two_at, S), Reason::Malformed);
 }
 
@@ -74,13 +132,24 @@ fn scanners_methods_not_sip_and_keepalives() {
     assert_eq!(reason(&mut e, PHONE, &ua, S), Reason::Scanner);
     let m = request("FOO", d, d, d, "");
     assert_eq!(reason(&mut e, PHONE, &m, S), Reason::MethodNotAllowed);
-    assert_eq!(reason(&mut e, PHONE, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", S), Reason::NotSip);
-    assert_eq!(reason(&mut e, PHONE, "\u{16}\u{3}\u{1}binary", S), Reason::NotSip);
+    assert_eq!(
+        reason(&mut e, PHONE, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", S),
+        Reason::NotSip
+    );
+    assert_eq!(
+        reason(&mut e, PHONE, "\u{16}\u{3}\u{1}binary", S),
+        Reason::NotSip
+    );
     assert_eq!(reason(&mut e, PHONE, "\r\n\r\n", S), Reason::Keepalive);
-    let mut e = engine_with("[methods]\nallowed_sources_only = [\"MESSAGE\"]\n[sources]\nallow=[\"198.18.5.0/24\"]");
+    let mut e = engine_with(
+        "[methods]\nallowed_sources_only = [\"MESSAGE\"]\n[sources]\nallow=[\"198.18.5.0/24\"]",
+    );
     let m = request("MESSAGE", d, d, d, "");
     assert_eq!(reason(&mut e, PHONE, &m, S), Reason::MethodNotAllowed);
-    assert_eq!(reason(&mut e, "198.18.5.9:5060", &m, S), Reason::AllowedSource);
+    assert_eq!(
+        reason(&mut e, "198.18.5.9:5060", &m, S),
+        Reason::AllowedSource
+    );
 }
 
 #[test]
@@ -97,26 +166,61 @@ fn in_dialog_requests_of_real_calls_pass_and_strangers_do_not() {
     assert_eq!(reason(&mut e, PHONE, &stranger, S), Reason::UnknownDialog);
     // A dialog the PBX started (call to the phone): the callee's BYE is known.
     let pbx_invite = request_full("INVITE", "198.18.0.1", ip, d, "", "call-from-pbx", 1, "");
-    e.decide(&udp(PBX, PHONE, pbx_invite.as_bytes()), Direction::FromPbx, S);
+    e.decide(
+        &udp(PBX, PHONE, pbx_invite.as_bytes()),
+        Direction::FromPbx,
+        S,
+    );
     let bye = request_full("BYE", ip, ip, ip, ";tag=t1", "call-from-pbx", 2, "");
     assert_eq!(reason(&mut e, PHONE, &bye, S), Reason::InDialog);
     // and the callee's answers to the PBX's INVITE are responses to a request the PBX sent
     let ok = response(200, "INVITE", "call-from-pbx", 1, "");
     assert_eq!(reason(&mut e, PHONE, &ok, S), Reason::Response);
-    assert_eq!(reason(&mut e, PHONE, &response(200, "INVITE", "nope", 1, ""), S), Reason::UnsolicitedResponse);
+    assert_eq!(
+        reason(&mut e, PHONE, &response(200, "INVITE", "nope", 1, ""), S),
+        Reason::UnsolicitedResponse
+    );
 }
 
 #[test]
 fn in_dialog_requests_are_not_rate_limited_but_new_requests_are() {
     let mut e = engine_with("[rate]\ninvite = { per_second = 1.0, burst = 1 }");
     let d = DOMAIN;
-    assert_eq!(reason(&mut e, PHONE, &request_full("INVITE", d, d, d, "", "c1", 1, ""), S), Reason::SecretDomain);
-    assert_eq!(reason(&mut e, PHONE, &request_full("INVITE", d, d, d, "", "c2", 1, ""), S), Reason::RateLimited);
+    assert_eq!(
+        reason(
+            &mut e,
+            PHONE,
+            &request_full("INVITE", d, d, d, "", "c1", 1, ""),
+            S
+        ),
+        Reason::SecretDomain
+    );
+    assert_eq!(
+        reason(
+            &mut e,
+            PHONE,
+            &request_full("INVITE", d, d, d, "", "c2", 1, ""),
+            S
+        ),
+        Reason::RateLimited
+    );
     for i in 0..50 {
         let m = request_full("INVITE", "198.18.0.2", d, d, ";tag=x", "c1", 2 + i, "");
-        assert_eq!(reason(&mut e, PHONE, &m, S), Reason::InDialog, "re-INVITE {i}");
+        assert_eq!(
+            reason(&mut e, PHONE, &m, S),
+            Reason::InDialog,
+            "re-INVITE {i}"
+        );
     }
-    assert_eq!(reason(&mut e, PHONE, &request_full("INVITE", d, d, d, "", "c3", 1, ""), 3 * S), Reason::SecretDomain);
+    assert_eq!(
+        reason(
+            &mut e,
+            PHONE,
+            &request_full("INVITE", d, d, d, "", "c3", 1, ""),
+            3 * S
+        ),
+        Reason::SecretDomain
+    );
 }
 
 fn fail_once(e: &mut sipwall::engine::Engine, src: &str, n: u32, user: &str, now: u64) {
@@ -127,7 +231,11 @@ fn fail_once(e: &mut sipwall::engine::Engine, src: &str, n: u32, user: &str, now
     if d.verdict == Verdict::Drop {
         return;
     }
-    e.decide(&udp(PBX, src, response(401, "REGISTER", &call, n, "").as_bytes()), Direction::FromPbx, now);
+    e.decide(
+        &udp(PBX, src, response(401, "REGISTER", &call, n, "").as_bytes()),
+        Direction::FromPbx,
+        now,
+    );
 }
 
 #[test]
@@ -137,39 +245,82 @@ fn wrong_passwords_seen_on_the_wire_ban_the_source_with_evidence() {
     // The first challenge to a credential-less REGISTER is not a failure.
     let reg = request_full("REGISTER", DOMAIN, DOMAIN, DOMAIN, "", "c0", 1, "");
     e.decide(&udp(attacker, PBX, reg.as_bytes()), Direction::ToPbx, S);
-    e.decide(&udp(PBX, attacker, response(401, "REGISTER", "c0", 1, "").as_bytes()), Direction::FromPbx, S);
+    e.decide(
+        &udp(
+            PBX,
+            attacker,
+            response(401, "REGISTER", "c0", 1, "").as_bytes(),
+        ),
+        Direction::FromPbx,
+        S,
+    );
     assert_eq!(e.counters().auth_failures, 0);
     // A stale-nonce re-challenge is not either.
     let auth = "Authorization: Digest username=\"200\", response=\"r\"\r\n";
     let reg = request_full("REGISTER", DOMAIN, DOMAIN, DOMAIN, "", "c0", 2, auth);
     e.decide(&udp(attacker, PBX, reg.as_bytes()), Direction::ToPbx, S);
-    let stale = response(401, "REGISTER", "c0", 2, "WWW-Authenticate: Digest realm=\"x\", nonce=\"y\", stale=true\r\n");
+    let stale = response(
+        401,
+        "REGISTER",
+        "c0",
+        2,
+        "WWW-Authenticate: Digest realm=\"x\", nonce=\"y\", stale=true\r\n",
+    );
     e.decide(&udp(PBX, attacker, stale.as_bytes()), Direction::FromPbx, S);
     assert_eq!(e.counters().auth_failures, 0);
 
     fail_once(&mut e, attacker, 10, "200", 2 * S);
     assert_eq!(e.shared().len(), 0);
     fail_once(&mut e, attacker, 11, "201", 3 * S);
-    assert_eq!(e.shared().len(), 1, "2 failures within 1 hour ban for 1 hour");
+    assert_eq!(
+        e.shared().len(),
+        1,
+        "2 failures within 1 hour ban for 1 hour"
+    );
     let ban = &e.shared().list()[0];
     assert_eq!(ban.source, "198.18.0.66");
     assert_eq!(ban.tier, "tier-1");
     assert_eq!(ban.until_ns, Some(3 * S + 3600 * S));
     assert_eq!(ban.evidence.users, vec!["200", "201"]);
-    assert!(ban.evidence.first_request.starts_with("REGISTER sip:200@sip.example.com"));
-    assert_eq!(reason(&mut e, attacker, &request("REGISTER", DOMAIN, DOMAIN, DOMAIN, ""), 4 * S), Reason::Banned);
+    assert!(ban
+        .evidence
+        .first_request
+        .starts_with("REGISTER sip:200@sip.example.com"));
+    assert_eq!(
+        reason(
+            &mut e,
+            attacker,
+            &request("REGISTER", DOMAIN, DOMAIN, DOMAIN, ""),
+            4 * S
+        ),
+        Reason::Banned
+    );
     // other phones unaffected
-    assert_eq!(reason(&mut e, PHONE, &request("REGISTER", DOMAIN, DOMAIN, DOMAIN, ""), 4 * S), Reason::SecretDomain);
+    assert_eq!(
+        reason(
+            &mut e,
+            PHONE,
+            &request("REGISTER", DOMAIN, DOMAIN, DOMAIN, ""),
+            4 * S
+        ),
+        Reason::SecretDomain
+    );
     // the ban expires
     assert_eq!(
-        reason(&mut e, attacker, &request_full("REGISTER", DOMAIN, DOMAIN, DOMAIN, "", "z", 1, ""), 3 * S + 3601 * S),
+        reason(
+            &mut e,
+            attacker,
+            &request_full("REGISTER", DOMAIN, DOMAIN, DOMAIN, "", "z", 1, ""),
+            3 * S + 3601 * S
+        ),
         Reason::SecretDomain
     );
 }
 
 #[test]
 fn twelve_failures_in_a_day_ban_until_released_and_allowed_sources_are_never_banned() {
-    let mut e = engine_with("[sources]\nallow = [\"198.18.7.0/24\"]\n[bans]\nenumeration_users = 0");
+    let mut e =
+        engine_with("[sources]\nallow = [\"198.18.7.0/24\"]\n[bans]\nenumeration_users = 0");
     let attacker = "198.18.0.77:5060";
     for i in 0..12u32 {
         // one every 2 hours: tier 1 (2 in 1 h) never fires, tier 2 does at the 12th
@@ -191,8 +342,24 @@ fn ipv6_sources_are_tracked_by_prefix() {
     let a = "[2001:db8:1:2::10]:5060";
     let b = "[2001:db8:1:2::99]:5060";
     let m = |c: &str| request_full("REGISTER", d, d, d, "", c, 1, "");
-    assert_eq!(e.decide(&udp(a, "[2001:db8::2]:5060", m("a").as_bytes()), Direction::ToPbx, S).reason, Reason::SecretDomain);
-    assert_eq!(e.decide(&udp(b, "[2001:db8::2]:5060", m("b").as_bytes()), Direction::ToPbx, S).reason, Reason::RateLimited);
+    assert_eq!(
+        e.decide(
+            &udp(a, "[2001:db8::2]:5060", m("a").as_bytes()),
+            Direction::ToPbx,
+            S
+        )
+        .reason,
+        Reason::SecretDomain
+    );
+    assert_eq!(
+        e.decide(
+            &udp(b, "[2001:db8::2]:5060", m("b").as_bytes()),
+            Direction::ToPbx,
+            S
+        )
+        .reason,
+        Reason::RateLimited
+    );
 }
 
 #[test]
@@ -208,7 +375,12 @@ fn tcp_message_split_across_segments_and_several_in_one() {
     let r = e.decide(&tcp(src, PBX, 1001, false, a), Direction::ToPbx, S);
     assert_eq!((r.verdict, r.reason), (Verdict::Accept, Reason::TcpPartial));
     let mut seen = vec![];
-    let r = e.decide_with(&tcp(src, PBX, 1031, false, b), Direction::ToPbx, S, &mut |o| seen.push(o.decision.reason));
+    let r = e.decide_with(
+        &tcp(src, PBX, 1031, false, b),
+        Direction::ToPbx,
+        S,
+        &mut |o| seen.push(o.decision.reason),
+    );
     assert_eq!(r.reason, Reason::SecretDomain);
     assert_eq!(seen, vec![Reason::SecretDomain, Reason::SecretDomain]);
 }
@@ -221,12 +393,27 @@ fn tcp_forbidden_request_blocks_the_rest_of_the_flow() {
     let good = request("REGISTER", DOMAIN, DOMAIN, DOMAIN, "");
     e.decide(&tcp(src, PBX, 1, true, b""), Direction::ToPbx, S);
     let (a, b) = bad.as_bytes().split_at(bad.len() - 5);
-    assert_eq!(e.decide(&tcp(src, PBX, 2, false, a), Direction::ToPbx, S).reason, Reason::TcpPartial);
+    assert_eq!(
+        e.decide(&tcp(src, PBX, 2, false, a), Direction::ToPbx, S)
+            .reason,
+        Reason::TcpPartial
+    );
     // out of order: the last part arrives... and the gap is retransmitted: the segment that
     // completes the message is the one dropped
-    let r = e.decide(&tcp(src, PBX, 2 + a.len() as u32, false, b), Direction::ToPbx, S);
-    assert_eq!((r.verdict, r.reason), (Verdict::Drop, Reason::NoSecretDomain));
-    let r = e.decide(&tcp(src, PBX, 2 + bad.len() as u32, false, good.as_bytes()), Direction::ToPbx, S);
+    let r = e.decide(
+        &tcp(src, PBX, 2 + a.len() as u32, false, b),
+        Direction::ToPbx,
+        S,
+    );
+    assert_eq!(
+        (r.verdict, r.reason),
+        (Verdict::Drop, Reason::NoSecretDomain)
+    );
+    let r = e.decide(
+        &tcp(src, PBX, 2 + bad.len() as u32, false, good.as_bytes()),
+        Direction::ToPbx,
+        S,
+    );
     assert_eq!((r.verdict, r.reason), (Verdict::Drop, Reason::FlowBlocked));
 }
 
@@ -237,11 +424,23 @@ fn tcp_out_of_order_segments_are_reassembled() {
     let m = request("INVITE", DOMAIN, DOMAIN, DOMAIN, "");
     let bytes = m.as_bytes();
     e.decide(&tcp(src, PBX, 99, true, b""), Direction::ToPbx, S);
-    let r = e.decide(&tcp(src, PBX, 100 + 200, false, &bytes[200..]), Direction::ToPbx, S);
+    let r = e.decide(
+        &tcp(src, PBX, 100 + 200, false, &bytes[200..]),
+        Direction::ToPbx,
+        S,
+    );
     assert_eq!(r.reason, Reason::TcpOutOfOrder);
-    let r = e.decide(&tcp(src, PBX, 100, false, &bytes[..200]), Direction::ToPbx, S);
+    let r = e.decide(
+        &tcp(src, PBX, 100, false, &bytes[..200]),
+        Direction::ToPbx,
+        S,
+    );
     assert_eq!(r.reason, Reason::SecretDomain);
-    let r = e.decide(&tcp(src, PBX, 100, false, &bytes[..200]), Direction::ToPbx, S);
+    let r = e.decide(
+        &tcp(src, PBX, 100, false, &bytes[..200]),
+        Direction::ToPbx,
+        S,
+    );
     assert_eq!(r.reason, Reason::TcpRetransmission);
 }
 
@@ -249,9 +448,19 @@ fn tcp_out_of_order_segments_are_reassembled() {
 fn counters_count_every_decision_by_reason() {
     let mut e = engine();
     for _ in 0..3 {
-        reason(&mut e, PHONE, &request("OPTIONS", "1.2.3.4", "1.2.3.4", "1.2.3.4", ""), S);
+        reason(
+            &mut e,
+            PHONE,
+            &request("OPTIONS", "1.2.3.4", "1.2.3.4", "1.2.3.4", ""),
+            S,
+        );
     }
-    reason(&mut e, PHONE, &request("OPTIONS", DOMAIN, DOMAIN, DOMAIN, ""), S);
+    reason(
+        &mut e,
+        PHONE,
+        &request("OPTIONS", DOMAIN, DOMAIN, DOMAIN, ""),
+        S,
+    );
     let c = e.counters();
     assert_eq!(c.get(Reason::NoSecretDomain), 3);
     assert_eq!(c.get(Reason::SecretDomain), 1);

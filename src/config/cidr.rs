@@ -54,10 +54,16 @@ mod tests {
     /// Oracle: the trie agrees with a naive scan.
     #[test]
     fn agrees_with_naive_scan() {
-        let nets: Vec<IpNet> = ["10.0.0.0/8", "10.1.2.0/24", "192.0.2.1/32", "2001:db8::/48", "::/0"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let nets: Vec<IpNet> = [
+            "10.0.0.0/8",
+            "10.1.2.0/24",
+            "192.0.2.1/32",
+            "2001:db8::/48",
+            "::/0",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         let set = CidrSet::new(&nets[..4]);
         let mut x: u32 = 12345;
         for _ in 0..5000 {

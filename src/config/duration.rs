@@ -21,9 +21,11 @@ impl Duration {
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(Duration)
-            .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?}: {e} (e.g. \"90s\", \"10m\", \"1h\", \"7d\")")))
+        humantime::parse_duration(&s).map(Duration).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "bad duration {s:?}: {e} (e.g. \"90s\", \"10m\", \"1h\", \"7d\")"
+            ))
+        })
     }
 }
 
@@ -48,7 +50,11 @@ impl<'de> Deserialize<'de> for Expiry {
         }
         humantime::parse_duration(&s)
             .map(|d| Expiry::For(Duration(d)))
-            .map_err(|e| serde::de::Error::custom(format!("bad ban length {s:?}: {e} (a duration or \"permanent\")")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "bad ban length {s:?}: {e} (a duration or \"permanent\")"
+                ))
+            })
     }
 }
 

@@ -174,13 +174,31 @@ pub struct RateSection {
 impl Default for RateSection {
     fn default() -> Self {
         RateSection {
-            general: Bucket { per_second: 20.0, burst: 60 },
-            register: Bucket { per_second: 2.0, burst: 10 },
-            invite: Bucket { per_second: 5.0, burst: 20 },
-            other: Bucket { per_second: 10.0, burst: 40 },
+            general: Bucket {
+                per_second: 20.0,
+                burst: 60,
+            },
+            register: Bucket {
+                per_second: 2.0,
+                burst: 10,
+            },
+            invite: Bucket {
+                per_second: 5.0,
+                burst: 20,
+            },
+            other: Bucket {
+                per_second: 10.0,
+                burst: 40,
+            },
             allowed_multiplier: 20,
-            overflow: Bucket { per_second: 200.0, burst: 400 },
-            keepalive_unknown: Bucket { per_second: 500.0, burst: 1000 },
+            overflow: Bucket {
+                per_second: 200.0,
+                burst: 400,
+            },
+            keepalive_unknown: Bucket {
+                per_second: 500.0,
+                burst: 1000,
+            },
             source_idle: Duration::from_secs(600),
         }
     }
@@ -303,7 +321,9 @@ impl Config {
         for d in &self.sip.domains {
             if d.is_empty()
                 || d.starts_with('.')
-                || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
             {
                 return inv(format!("sip.domains: {d:?} is not a host name"));
             }
@@ -311,7 +331,12 @@ impl Config {
         if self.sources.ipv6_prefix == 0 || self.sources.ipv6_prefix > 128 {
             return inv("sources.ipv6_prefix must be 1..=128".into());
         }
-        for m in self.methods.allow.iter().chain(&self.methods.allowed_sources_only) {
+        for m in self
+            .methods
+            .allow
+            .iter()
+            .chain(&self.methods.allowed_sources_only)
+        {
             if !crate::sip::chars::is_token(m.as_bytes()) {
                 return inv(format!("methods: {m:?} is not a method token"));
             }
@@ -326,7 +351,9 @@ impl Config {
             ("keepalive_unknown", r.keepalive_unknown),
         ] {
             if !(b.per_second > 0.0 && b.per_second.is_finite()) || b.burst == 0 {
-                return inv(format!("rate.{name}: per_second and burst must be above zero"));
+                return inv(format!(
+                    "rate.{name}: per_second and burst must be above zero"
+                ));
             }
         }
         if r.allowed_multiplier == 0 {
@@ -334,14 +361,20 @@ impl Config {
         }
         for (i, t) in self.bans.tiers.iter().enumerate() {
             if t.failures == 0 || t.within.is_zero() {
-                return inv(format!("bans.tiers[{i}]: failures and within must be above zero"));
+                return inv(format!(
+                    "bans.tiers[{i}]: failures and within must be above zero"
+                ));
             }
         }
         let l = &self.limits;
         if l.max_message_bytes < 512 || l.max_message_bytes > 1 << 20 {
             return inv("limits.max_message_bytes must be 512..=1048576".into());
         }
-        if l.max_tcp_flows == 0 || l.max_sources == 0 || l.max_dialogs == 0 || l.max_transactions == 0 {
+        if l.max_tcp_flows == 0
+            || l.max_sources == 0
+            || l.max_dialogs == 0
+            || l.max_transactions == 0
+        {
             return inv("limits: table sizes must be above zero".into());
         }
         let mut patterns: Vec<String> = self.scanners.user_agents.clone();
@@ -376,7 +409,12 @@ impl Config {
         let mut tiers = self.bans.tiers.clone();
         tiers.sort_by_key(|t| t.failures);
         Ok(Policy {
-            domains: self.sip.domains.iter().map(|d| d.to_ascii_lowercase().into_bytes()).collect(),
+            domains: self
+                .sip
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase().into_bytes())
+                .collect(),
             pbx: self.sip.pbx.clone(),
             allow,
             deny,
@@ -447,7 +485,9 @@ impl Policy {
     }
     /// The scanner pattern a User-Agent matches, if any.
     pub fn scanner(&self, user_agent: &[u8]) -> Option<usize> {
-        self.scanners.find(user_agent).map(|m| m.pattern().as_usize())
+        self.scanners
+            .find(user_agent)
+            .map(|m| m.pattern().as_usize())
     }
     pub fn is_pbx(&self, ip: IpAddr) -> bool {
         self.pbx.contains(&ip)
@@ -469,7 +509,8 @@ mod tests {
 
     #[test]
     fn unknown_key_reports_line_and_column() {
-        let e = Config::from_toml("[sip]\ndomains = [\"a.b\"]\ndomain = \"x\"\n", "t.toml").unwrap_err();
+        let e = Config::from_toml("[sip]\ndomains = [\"a.b\"]\ndomain = \"x\"\n", "t.toml")
+            .unwrap_err();
         let s = e.to_string();
         assert!(s.contains("line 3"), "{s}");
         assert!(s.contains("column 1"), "{s}");
@@ -507,10 +548,18 @@ mod tests {
 
     #[test]
     fn invalid_values_are_reported() {
-        let bad = Config::from_toml("[sip]\ndomains=[\"bad domain\"]", "t").unwrap().compile();
+        let bad = Config::from_toml("[sip]\ndomains=[\"bad domain\"]", "t")
+            .unwrap()
+            .compile();
         assert!(matches!(bad, Err(ConfigError::Invalid(_))));
-        let bad = Config::from_toml("[rate]\ngeneral={per_second=0, burst=1}", "t").unwrap().compile();
+        let bad = Config::from_toml("[rate]\ngeneral={per_second=0, burst=1}", "t")
+            .unwrap()
+            .compile();
         assert!(bad.is_err());
-        assert!(Config::from_toml("[bans]\ntiers=[{failures=2, within=\"1x\", ban=\"1h\"}]", "t").is_err());
+        assert!(Config::from_toml(
+            "[bans]\ntiers=[{failures=2, within=\"1x\", ban=\"1h\"}]",
+            "t"
+        )
+        .is_err());
     }
 }

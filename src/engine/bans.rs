@@ -96,7 +96,8 @@ impl Shared {
 
     pub fn expire(&self, now: u64) {
         let before = self.bans.len();
-        self.bans.retain(|_, b| !matches!(b.until_ns, Some(u) if u <= now));
+        self.bans
+            .retain(|_, b| !matches!(b.until_ns, Some(u) if u <= now));
         let removed = before.saturating_sub(self.bans.len());
         self.count.fetch_sub(removed, Ordering::Relaxed);
     }
@@ -131,8 +132,18 @@ impl Failures {
         Failures {
             by_source: Default::default(),
             max_sources: policy.config.limits.max_sources,
-            keep_ns: policy.tiers.iter().map(|t| t.within.as_nanos()).max().unwrap_or(0),
-            keep_count: policy.tiers.iter().map(|t| t.failures as usize).max().unwrap_or(1),
+            keep_ns: policy
+                .tiers
+                .iter()
+                .map(|t| t.within.as_nanos())
+                .max()
+                .unwrap_or(0),
+            keep_count: policy
+                .tiers
+                .iter()
+                .map(|t| t.failures as usize)
+                .max()
+                .unwrap_or(1),
         }
     }
 
@@ -154,7 +165,8 @@ impl Failures {
             h.times.pop_front();
         }
         let e = &mut h.evidence;
-        let line = String::from_utf8_lossy(&f.request_line[..f.request_line.len().min(200)]).into_owned();
+        let line =
+            String::from_utf8_lossy(&f.request_line[..f.request_line.len().min(200)]).into_owned();
         if e.first_request.is_empty() {
             e.first_request = line.clone();
         }
@@ -184,7 +196,10 @@ impl Failures {
             }
         }
         let b = &policy.config.bans;
-        if best.is_none() && b.enumeration_users > 0 && h.evidence.users.len() >= b.enumeration_users as usize {
+        if best.is_none()
+            && b.enumeration_users > 0
+            && h.evidence.users.len() >= b.enumeration_users as usize
+        {
             best = Some(("enumeration".into(), b.enumeration_ban));
         }
         best.map(|(tier, expiry)| Ban {
@@ -201,7 +216,10 @@ impl Failures {
 
     pub fn expire(&mut self, now: u64) {
         let keep = self.keep_ns;
-        self.by_source
-            .retain(|_, h| h.times.back().is_some_and(|&t| now.saturating_sub(t) <= keep));
+        self.by_source.retain(|_, h| {
+            h.times
+                .back()
+                .is_some_and(|&t| now.saturating_sub(t) <= keep)
+        });
     }
 }

@@ -169,7 +169,7 @@ impl Engine {
                 self.observe_inner(pkt, now, sink);
                 Decision::new(Verdict::Observe, Reason::Observed)
             }
-            Direction::ToPbx => self.to_pbx(pkt, now, sink),
+            Direction::ToPbx => self.judge_to_pbx(pkt, now, sink),
         };
         self.counters.count(&d);
         d
@@ -195,7 +195,7 @@ impl Engine {
         self.shared.expire(now);
     }
 
-    fn to_pbx(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) -> Decision {
+    fn judge_to_pbx(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) -> Decision {
         let ip = pkt.src.ip();
         let allowed = self.policy.is_allowed(ip);
         let key = source_key(ip, self.policy.ipv6_prefix);
@@ -210,7 +210,10 @@ impl Engine {
         let src = Src { ip, key, allowed };
         match (pkt.transport, pkt.tcp) {
             (Transport::Tcp, Some(meta)) => {
-                let fk = FlowKey { src: pkt.src, dst: pkt.dst };
+                let fk = FlowKey {
+                    src: pkt.src,
+                    dst: pkt.dst,
+                };
                 match self.tcp.push(fk, meta, pkt.payload, now) {
                     Push::Control => Decision::accept(Reason::TcpControl),
                     Push::Retransmission => Decision::accept(Reason::TcpRetransmission),
@@ -222,7 +225,10 @@ impl Engine {
             }
             _ => {
                 let j = self.judge(pkt.payload, Framing::Datagram, &src, now);
-                sink(&Outcome { what: j.what, decision: j.decision });
+                sink(&Outcome {
+                    what: j.what,
+                    decision: j.decision,
+                });
                 j.decision
             }
         }
@@ -230,7 +236,13 @@ impl Engine {
 
     /// Frames and judges the messages a TCP flow now holds. The segment is dropped (and the
     /// flow blocked) as soon as one message is dropped.
-    fn frame_stream(&mut self, fk: FlowKey, src: &Src, now: u64, sink: &mut dyn FnMut(&Outcome)) -> Decision {
+    fn frame_stream(
+        &mut self,
+        fk: FlowKey,
+        src: &Src,
+        now: u64,
+        sink: &mut dyn FnMut(&Outcome),
+    ) -> Decision {
         let mut lent = self.tcp.take(&fk);
         let max = self.policy.config.limits.max_message_bytes;
         let mut off = 0;
@@ -254,7 +266,10 @@ impl Engine {
             while lent.buf[off..].starts_with(b"\r\n") {
                 off += 2;
                 let ka = self.keepalive(src, now);
-                sink(&Outcome { what: What::Keepalive, decision: ka });
+                sink(&Outcome {
+                    what: What::Keepalive,
+                    decision: ka,
+                });
                 last = Some(ka);
             }
             if off >= lent.buf.len() {
@@ -264,19 +279,28 @@ impl Engine {
             let j = match sip::parse(rest, Framing::Stream) {
                 Err(ParseError::Incomplete) => {
                     if rest.len() > max {
-                        Judged { what: What::Unreadable, decision: Decision::drop(Reason::TooLarge) }
+                        Judged {
+                            what: What::Unreadable,
+                            decision: Decision::drop(Reason::TooLarge),
+                        }
                     } else {
                         break;
                     }
                 }
                 Err(e) => self.unreadable(e, src),
-                Ok(m) if m.len > max => Judged { what: what_of(&m), decision: Decision::drop(Reason::TooLarge) },
+                Ok(m) if m.len > max => Judged {
+                    what: what_of(&m),
+                    decision: Decision::drop(Reason::TooLarge),
+                },
                 Ok(m) => {
                     off += m.len;
                     self.judge_message(&m, src, now)
                 }
             };
-            sink(&Outcome { what: j.what, decision: j.decision });
+            sink(&Outcome {
+                what: j.what,
+                decision: j.decision,
+            });
             last = Some(j.decision);
             if j.decision.verdict == Verdict::Drop {
                 block = true;
@@ -302,18 +326,36 @@ impl Engine {
         } else if e == ParseError::NotSip {
             Decision::drop(Reason::NotSip)
         } else {
-            Decision { error: Some(e), ..Decision::drop(Reason::Malformed) }
+            Decision {
+                error: Some(e),
+                ..Decision::drop(Reason::Malformed)
+            }
         };
-        Judged { what: What::Unreadable, decision }
+        Judged {
+            what: What::Unreadable,
+            decision,
+        }
     }
 
     /// One UDP payload (or an `explain` input).
-    fn judge<'a>(&mut self, payload: &'a [u8], framing: Framing, src: &Src, now: u64) -> Judged<'a> {
+    fn judge<'a>(
+        &mut self,
+        payload: &'a [u8],
+        framing: Framing,
+        src: &Src,
+        now: u64,
+    ) -> Judged<'a> {
         if sip::is_keepalive(payload) {
-            return Judged { what: What::Keepalive, decision: self.keepalive(src, now) };
+            return Judged {
+                what: What::Keepalive,
+                decision: self.keepalive(src, now),
+            };
         }
         if payload.len() > self.policy.config.limits.max_message_bytes {
-            return Judged { what: What::Unreadable, decision: Decision::drop(Reason::TooLarge) };
+            return Judged {
+                what: What::Unreadable,
+                decision: Decision::drop(Reason::TooLarge),
+            };
         }
         match sip::parse(payload, framing) {
             Ok(m) => self.judge_message(&m, src, now),
@@ -359,14 +401,19 @@ impl Engine {
                     return Decision::drop(Reason::Scanner);
                 }
             }
-            let secret = |h: Option<sip::Host>| h.is_some_and(|h| matches!(h, sip::Host::Name(n) if p.is_secret_domain(n)));
+            let secret = |h: Option<sip::Host>| {
+                h.is_some_and(|h| matches!(h, sip::Host::Name(n) if p.is_secret_domain(n)))
+            };
             if m.to.tag.is_some() {
                 if known_dialog || (secret(m.from.host()) && secret(m.to.host())) {
                     Reason::InDialog
                 } else {
                     return Decision::drop(Reason::UnknownDialog);
                 }
-            } else if secret(m.request_uri().and_then(|u| u.host)) && secret(m.to.host()) && secret(m.from.host()) {
+            } else if secret(m.request_uri().and_then(|u| u.host))
+                && secret(m.to.host())
+                && secret(m.from.host())
+            {
                 Reason::SecretDomain
             } else {
                 return Decision::drop(Reason::NoSecretDomain);
@@ -374,14 +421,21 @@ impl Engine {
         };
         // Requests in a dialog the engine saw start are never rate-limited: ACK, BYE and
         // re-INVITE of real calls must get through.
-        if !known_dialog && !self.rate.check(src.key, src.allowed, Some(Class::of(&method)), now) {
+        if !known_dialog
+            && !self
+                .rate
+                .check(src.key, src.allowed, Some(Class::of(&method)), now)
+        {
             return Decision::drop(Reason::RateLimited);
         }
         if method.creates_dialog() || known_dialog {
             self.tables.note_dialog(m.call_id, now);
         }
         if method == Method::Register || m.authorization.is_some() {
-            let user = m.auth_username().or_else(|| m.to.uri.user_name()).unwrap_or_default();
+            let user = m
+                .auth_username()
+                .or_else(|| m.to.uri.user_name())
+                .unwrap_or_default();
             self.tables.note_txn(
                 m,
                 Txn {
@@ -401,7 +455,10 @@ impl Engine {
     fn observe_inner(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) {
         match (pkt.transport, pkt.tcp) {
             (Transport::Tcp, Some(meta)) => {
-                let fk = FlowKey { src: pkt.src, dst: pkt.dst };
+                let fk = FlowKey {
+                    src: pkt.src,
+                    dst: pkt.dst,
+                };
                 if self.tcp.push(fk, meta, pkt.payload, now) != Push::Data {
                     return;
                 }
@@ -442,9 +499,18 @@ impl Engine {
         }
     }
 
-    fn observe_message(&mut self, m: &Message, peer: IpAddr, now: u64, sink: &mut dyn FnMut(&Outcome)) {
+    fn observe_message(
+        &mut self,
+        m: &Message,
+        peer: IpAddr,
+        now: u64,
+        sink: &mut dyn FnMut(&Outcome),
+    ) {
         self.counters.messages += 1;
-        sink(&Outcome { what: what_of(m), decision: Decision::new(Verdict::Observe, Reason::Observed) });
+        sink(&Outcome {
+            what: what_of(m),
+            decision: Decision::new(Verdict::Observe, Reason::Observed),
+        });
         match m.start {
             StartLine::Request { method, .. } => {
                 self.tables.note_pbx_request(m, now);
@@ -466,12 +532,23 @@ impl Engine {
                     if self.policy.is_allowed(ip) {
                         return;
                     }
-                    let key = txn.as_ref().map_or_else(|| source_key(ip, self.policy.ipv6_prefix), |t| t.key);
+                    let key = txn
+                        .as_ref()
+                        .map_or_else(|| source_key(ip, self.policy.ipv6_prefix), |t| t.key);
                     let label = source_label(ip, self.policy.ipv6_prefix);
-                    let user = txn.as_ref().map_or_else(|| m.to.uri.user_name().unwrap_or_default(), |t| t.user.as_bytes());
+                    let user = txn.as_ref().map_or_else(
+                        || m.to.uri.user_name().unwrap_or_default(),
+                        |t| t.user.as_bytes(),
+                    );
                     let line = txn.as_ref().map_or(&b""[..], |t| t.line.as_bytes());
                     let ban = self.failures.record(
-                        Failure { key, source: &label, user, request_line: line, now },
+                        Failure {
+                            key,
+                            source: &label,
+                            user,
+                            request_line: line,
+                            now,
+                        },
                         &self.policy,
                     );
                     if let Some(ban) = ban {
@@ -508,7 +585,17 @@ impl Engine {
         if !allowed && self.shared.is_banned(key, now) {
             return Decision::drop(Reason::Banned);
         }
-        self.judge(payload, Framing::Datagram, &Src { ip: source, key, allowed }, now).decision
+        self.judge(
+            payload,
+            Framing::Datagram,
+            &Src {
+                ip: source,
+                key,
+                allowed,
+            },
+            now,
+        )
+        .decision
     }
 }
 
@@ -528,8 +615,10 @@ fn what_of<'a>(m: &Message<'a>) -> What<'a> {
 /// A 401/407 whose challenge says `stale=true` is a nonce refresh, not a wrong password.
 fn is_stale(m: &Message) -> bool {
     m.headers().flatten().any(|h| {
-        matches!(h.kind, HeaderName::WwwAuthenticate | HeaderName::ProxyAuthenticate)
-            && sip::auth_param(h.value, b"stale").is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
+        matches!(
+            h.kind,
+            HeaderName::WwwAuthenticate | HeaderName::ProxyAuthenticate
+        ) && sip::auth_param(h.value, b"stale").is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
     })
 }
 
@@ -538,7 +627,10 @@ fn find_start_line(buf: &[u8]) -> Option<usize> {
     let mut pos = 0;
     while pos < buf.len() {
         let nl = memchr::memchr(b'\n', &buf[pos..])? + pos;
-        if matches!(sip::parse(&buf[pos..=nl], Framing::Datagram), Err(ParseError::NotSip)) {
+        if matches!(
+            sip::parse(&buf[pos..=nl], Framing::Datagram),
+            Err(ParseError::NotSip)
+        ) {
             pos = nl + 1;
         } else {
             return Some(pos);

@@ -17,7 +17,8 @@ type Limiter = RateLimiter<NotKeyed, InMemoryState, PassedClock, NoOpMiddleware<
 
 fn quota(b: Bucket, mult: u32) -> Quota {
     let per_second = b.per_second * f64::from(mult);
-    let period = std::time::Duration::from_secs_f64(1.0 / per_second).max(std::time::Duration::from_nanos(1));
+    let period = std::time::Duration::from_secs_f64(1.0 / per_second)
+        .max(std::time::Duration::from_nanos(1));
     Quota::with_period(period)
         .expect("period is above zero")
         .allow_burst(NonZeroU32::new(b.burst.saturating_mul(mult).max(1)).expect("above zero"))
@@ -50,7 +51,11 @@ impl Quotas {
     fn new(r: &RateSection, mult: u32) -> Self {
         Quotas {
             general: quota(r.general, mult),
-            by_class: [quota(r.register, mult), quota(r.invite, mult), quota(r.other, mult)],
+            by_class: [
+                quota(r.register, mult),
+                quota(r.invite, mult),
+                quota(r.other, mult),
+            ],
         }
     }
 }
@@ -102,7 +107,10 @@ impl RateLimits {
             normal: Quotas::new(r, 1),
             allowed: Quotas::new(r, r.allowed_multiplier),
             overflow: Limiter::direct_with_clock(quota(r.overflow, 1), PassedClock),
-            keepalive_unknown: Limiter::direct_with_clock(quota(r.keepalive_unknown, 1), PassedClock),
+            keepalive_unknown: Limiter::direct_with_clock(
+                quota(r.keepalive_unknown, 1),
+                PassedClock,
+            ),
             max_sources,
             idle_ns: r.source_idle.as_nanos(),
             overflowed: 0,
@@ -139,7 +147,8 @@ impl RateLimits {
 
     pub fn expire(&mut self, now: u64) {
         let idle = self.idle_ns;
-        self.sources.retain(|_, s| now.saturating_sub(s.last_seen) <= idle);
+        self.sources
+            .retain(|_, s| now.saturating_sub(s.last_seen) <= idle);
     }
 }
 
@@ -149,8 +158,14 @@ mod tests {
 
     fn rs() -> RateSection {
         RateSection {
-            general: Bucket { per_second: 10.0, burst: 5 },
-            register: Bucket { per_second: 1.0, burst: 2 },
+            general: Bucket {
+                per_second: 10.0,
+                burst: 5,
+            },
+            register: Bucket {
+                per_second: 1.0,
+                burst: 2,
+            },
             ..RateSection::default()
         }
     }
@@ -162,14 +177,20 @@ mod tests {
         PassedClock::set(1_000_000_000);
         assert!(r.check(k, false, Some(Class::Register), 1));
         assert!(r.check(k, false, Some(Class::Register), 1));
-        assert!(!r.check(k, false, Some(Class::Register), 1), "register burst of 2 spent");
+        assert!(
+            !r.check(k, false, Some(Class::Register), 1),
+            "register burst of 2 spent"
+        );
         // The general bucket (burst 5) was charged only twice.
         assert!(r.check(k, false, None, 1));
         assert!(r.check(k, false, None, 1));
         assert!(r.check(k, false, None, 1));
         assert!(!r.check(k, false, None, 1));
         PassedClock::set(2_100_000_000);
-        assert!(r.check(k, false, Some(Class::Register), 2), "refilled after a second");
+        assert!(
+            r.check(k, false, Some(Class::Register), 2),
+            "refilled after a second"
+        );
         // allowed sources get the multiplier
         for _ in 0..40 {
             assert!(r.check(2, true, Some(Class::Register), 2));

@@ -185,7 +185,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for r in Reason::ALL {
             let id = r.id();
-            assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'), "{id}");
+            assert!(
+                id.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{id}"
+            );
             assert!(seen.insert(id));
             assert_eq!(Reason::from_id(id), Some(*r));
         }

@@ -19,7 +19,10 @@ impl<const N: usize> Inline<N> {
         let n = s.len().min(N);
         let mut bytes = [0; N];
         bytes[..n].copy_from_slice(&s[..n]);
-        Inline { len: n as u16, bytes }
+        Inline {
+            len: n as u16,
+            bytes,
+        }
     }
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
@@ -141,7 +144,8 @@ impl Tables {
 
     pub fn expire(&mut self, now: u64) {
         let idle = self.dialog_idle;
-        self.dialogs.retain(|_, seen| now.saturating_sub(*seen) <= idle);
+        self.dialogs
+            .retain(|_, seen| now.saturating_sub(*seen) <= idle);
         self.txns.retain(|_, t| t.expires > now);
         self.pbx_requests.retain(|_, e| *e > now);
     }

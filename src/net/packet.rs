@@ -41,9 +41,15 @@ pub struct Packet<'a> {
 pub enum IpView<'a> {
     Packet(Packet<'a>),
     /// An IP fragment: inline, conntrack reassembles these before the queue; replay reassembles them.
-    Fragment { src: IpAddr, dst: IpAddr },
+    Fragment {
+        src: IpAddr,
+        dst: IpAddr,
+    },
     /// Valid IP carrying neither UDP nor TCP (ICMP, SCTP, ...).
-    OtherProtocol { src: IpAddr, dst: IpAddr },
+    OtherProtocol {
+        src: IpAddr,
+        dst: IpAddr,
+    },
     /// Truncated or inconsistent headers.
     Invalid,
 }
@@ -83,7 +89,12 @@ impl<'a> Packet<'a> {
     }
 
     /// Builds a packet from a reassembled transport payload (UDP or TCP header + data).
-    pub fn from_transport(src: IpAddr, dst: IpAddr, proto: IpNumber, bytes: &'a [u8]) -> IpView<'a> {
+    pub fn from_transport(
+        src: IpAddr,
+        dst: IpAddr,
+        proto: IpNumber,
+        bytes: &'a [u8],
+    ) -> IpView<'a> {
         match proto {
             IpNumber::UDP => match UdpSlice::from_slice_lax(bytes) {
                 Ok(u) => IpView::Packet(udp(src, dst, &u)),

@@ -126,7 +126,11 @@ impl TcpStreams {
         if payload.is_empty() {
             return Push::Control;
         }
-        let seq = if meta.syn { meta.seq.wrapping_add(1) } else { meta.seq };
+        let seq = if meta.syn {
+            meta.seq.wrapping_add(1)
+        } else {
+            meta.seq
+        };
         if !flow.synced {
             flow.synced = true;
             flow.resync = true;
@@ -160,7 +164,11 @@ impl TcpStreams {
         self.total_bytes += fresh.len();
         flow.next_seq = end;
         // Pull in held segments the new bytes reach.
-        while let Some(i) = flow.ooo.iter().position(|(s, _)| !seq_lt(flow.next_seq, *s)) {
+        while let Some(i) = flow
+            .ooo
+            .iter()
+            .position(|(s, _)| !seq_lt(flow.next_seq, *s))
+        {
             let (s, data) = flow.ooo.swap_remove(i);
             self.total_bytes -= data.len();
             let e = s.wrapping_add(data.len() as u32);
@@ -241,7 +249,10 @@ mod tests {
         }
     }
     fn seg(seq: u32) -> TcpMeta {
-        TcpMeta { seq, ..Default::default() }
+        TcpMeta {
+            seq,
+            ..Default::default()
+        }
     }
     fn bytes(t: &mut TcpStreams) -> Vec<u8> {
         let l = t.take(&key());
@@ -253,7 +264,19 @@ mod tests {
     #[test]
     fn in_order_retransmit_and_out_of_order() {
         let mut t = TcpStreams::new(limits());
-        assert_eq!(t.push(key(), TcpMeta { seq: 99, syn: true, ..Default::default() }, b"", 0), Push::Control);
+        assert_eq!(
+            t.push(
+                key(),
+                TcpMeta {
+                    seq: 99,
+                    syn: true,
+                    ..Default::default()
+                },
+                b"",
+                0
+            ),
+            Push::Control
+        );
         assert_eq!(t.push(key(), seg(100), b"abc", 1), Push::Data);
         assert_eq!(t.push(key(), seg(100), b"abc", 1), Push::Retransmission);
         assert_eq!(t.push(key(), seg(106), b"ghi", 1), Push::OutOfOrder);
@@ -276,10 +299,20 @@ mod tests {
         assert_eq!(t.push(key(), seg(6), b"more", 0), Push::Blocked);
         assert_eq!(t.total_bytes(), 0);
         let big = vec![b'x'; 1001];
-        let k2 = FlowKey { src: "198.18.0.9:1".parse().unwrap(), ..key() };
+        let k2 = FlowKey {
+            src: "198.18.0.9:1".parse().unwrap(),
+            ..key()
+        };
         assert_eq!(t.push(k2, seg(1), &big, 0), Push::Overflow);
-        let k3 = FlowKey { src: "198.18.0.9:2".parse().unwrap(), ..key() };
-        assert_eq!(t.push(k3, seg(1), b"x", 0), Push::Overflow, "flow table full");
+        let k3 = FlowKey {
+            src: "198.18.0.9:2".parse().unwrap(),
+            ..key()
+        };
+        assert_eq!(
+            t.push(k3, seg(1), b"x", 0),
+            Push::Overflow,
+            "flow table full"
+        );
         t.expire(100);
         assert_eq!(t.flow_count(), 0);
         assert_eq!(t.push(k3, seg(1), b"x", 100), Push::Data);
@@ -288,7 +321,16 @@ mod tests {
     #[test]
     fn sequence_wraps() {
         let mut t = TcpStreams::new(limits());
-        t.push(key(), TcpMeta { seq: u32::MAX - 1, syn: true, ..Default::default() }, b"", 0);
+        t.push(
+            key(),
+            TcpMeta {
+                seq: u32::MAX - 1,
+                syn: true,
+                ..Default::default()
+            },
+            b"",
+            0,
+        );
         assert_eq!(t.push(key(), seg(u32::MAX), b"ab", 0), Push::Data);
         assert_eq!(t.push(key(), seg(1), b"c", 0), Push::Data);
         assert_eq!(bytes(&mut t), b"abc");

@@ -26,9 +26,11 @@ impl Capture {
 
     /// Appends every packet of a file; call [`Capture::sort`] after the last one.
     pub fn read(&mut self, path: &Path) -> anyhow::Result<()> {
-        let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let mut reader = create_reader(1 << 20, file)
-            .map_err(|e| anyhow::anyhow!("{}: not a pcap or pcapng file ({e:?})", path.display()))?;
+        let file =
+            std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut reader = create_reader(1 << 20, file).map_err(|e| {
+            anyhow::anyhow!("{}: not a pcap or pcapng file ({e:?})", path.display())
+        })?;
         // pcapng: link type and time resolution per interface.
         let mut ifaces: Vec<(i32, u64)> = Vec::new();
         let mut legacy = (Linktype::ETHERNET.0, 1_000u64);
@@ -37,10 +39,18 @@ impl Capture {
                 Ok((offset, block)) => {
                     match block {
                         PcapBlockOwned::LegacyHeader(h) => {
-                            legacy = (h.network.0, if h.is_nanosecond_precision() { 1 } else { 1_000 });
+                            legacy = (
+                                h.network.0,
+                                if h.is_nanosecond_precision() {
+                                    1
+                                } else {
+                                    1_000
+                                },
+                            );
                         }
                         PcapBlockOwned::Legacy(b) => {
-                            let ts = u64::from(b.ts_sec) * 1_000_000_000 + u64::from(b.ts_usec) * legacy.1;
+                            let ts = u64::from(b.ts_sec) * 1_000_000_000
+                                + u64::from(b.ts_usec) * legacy.1;
                             self.push(ts, legacy.0, b.data);
                         }
                         PcapBlockOwned::NG(Block::SectionHeader(_)) => ifaces.clear(),
@@ -48,9 +58,13 @@ impl Capture {
                             ifaces.push((idb.linktype.0, idb.ts_resolution().unwrap_or(1_000_000)));
                         }
                         PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                            let (lt, res) = ifaces.get(epb.if_id as usize).copied().unwrap_or((1, 1_000_000));
+                            let (lt, res) = ifaces
+                                .get(epb.if_id as usize)
+                                .copied()
+                                .unwrap_or((1, 1_000_000));
                             let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                            let ts = (u128::from(raw) * 1_000_000_000 / u128::from(res.max(1))) as u64;
+                            let ts =
+                                (u128::from(raw) * 1_000_000_000 / u128::from(res.max(1))) as u64;
                             self.push(ts, lt, epb.data);
                         }
                         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
@@ -68,7 +82,11 @@ impl Capture {
                         .refill()
                         .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
                 }
-                Err(e) => anyhow::bail!("{}: damaged capture after {} packets ({e:?})", path.display(), self.frames.len()),
+                Err(e) => anyhow::bail!(
+                    "{}: damaged capture after {} packets ({e:?})",
+                    path.display(),
+                    self.frames.len()
+                ),
             }
         }
         Ok(())
@@ -103,9 +121,11 @@ pub fn slice(linktype: i32, data: &[u8]) -> Option<etherparse::SlicedPacket<'_>>
         // Linux cooked v1
         113 => SlicedPacket::from_linux_sll(data).ok(),
         // Linux cooked v2: protocol type in the first two bytes of a 20-byte header
-        276 if data.len() >= 20 => {
-            SlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([data[0], data[1]])), &data[20..]).ok()
-        }
+        276 if data.len() >= 20 => SlicedPacket::from_ether_type(
+            EtherType(u16::from_be_bytes([data[0], data[1]])),
+            &data[20..],
+        )
+        .ok(),
         // BSD loopback: 4-byte address family, host order (0) or network order (108)
         0 | 108 if data.len() >= 4 => SlicedPacket::from_ip(&data[4..]).ok(),
         _ => None,

@@ -61,16 +61,27 @@ impl Sides {
 pub fn infer_pbx(cap: &Capture, udp_ports: &[u16], tcp_ports: &[u16]) -> Option<IpAddr> {
     let mut score: HashMap<IpAddr, u64> = HashMap::new();
     for f in &cap.frames {
-        let Some(s) = slice(f.linktype, cap.data(f)) else { continue };
+        let Some(s) = slice(f.linktype, cap.data(f)) else {
+            continue;
+        };
         if let IpView::Packet(p) = Packet::from_sliced(&s) {
-            let ports = if p.transport == Transport::Udp { udp_ports } else { tcp_ports };
-            let is_request = p.payload.len() > 8 && !p.payload.starts_with(b"SIP/") && p.payload[0].is_ascii_uppercase();
+            let ports = if p.transport == Transport::Udp {
+                udp_ports
+            } else {
+                tcp_ports
+            };
+            let is_request = p.payload.len() > 8
+                && !p.payload.starts_with(b"SIP/")
+                && p.payload[0].is_ascii_uppercase();
             if ports.contains(&p.dst.port()) && is_request {
                 *score.entry(p.dst.ip()).or_default() += 1;
             }
         }
     }
-    score.into_iter().max_by_key(|(ip, n)| (*n, std::cmp::Reverse(*ip))).map(|(ip, _)| ip)
+    score
+        .into_iter()
+        .max_by_key(|(ip, n)| (*n, std::cmp::Reverse(*ip)))
+        .map(|(ip, _)| ip)
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -106,7 +117,14 @@ pub fn run(
         }
         let data = cap.data(f);
         let Some(s) = slice(f.linktype, data) else {
-            external(engine, &mut line, index, f.ts, None, Decision::accept(Reason::NotInspected));
+            external(
+                engine,
+                &mut line,
+                index,
+                f.ts,
+                None,
+                Decision::accept(Reason::NotInspected),
+            );
             continue;
         };
         match Packet::from_sliced(&s) {
@@ -114,17 +132,31 @@ pub fn run(
             IpView::Fragment { src, dst } => match defrag.push(&s, f.ts) {
                 Some(whole) => {
                     reassembled += 1;
-                    if let IpView::Packet(p) = Packet::from_transport(src, dst, whole.ip_number, &whole.payload) {
+                    if let IpView::Packet(p) =
+                        Packet::from_transport(src, dst, whole.ip_number, &whole.payload)
+                    {
                         one(engine, sides, &p, index, f.ts, &mut line);
                     }
                     defrag.recycle(whole);
                 }
                 // Held until the datagram is complete; judged then.
-                None => external(engine, &mut line, index, f.ts, None, Decision::accept(Reason::Fragment)),
+                None => external(
+                    engine,
+                    &mut line,
+                    index,
+                    f.ts,
+                    None,
+                    Decision::accept(Reason::Fragment),
+                ),
             },
-            IpView::OtherProtocol { .. } | IpView::Invalid => {
-                external(engine, &mut line, index, f.ts, None, Decision::accept(Reason::NotInspected))
-            }
+            IpView::OtherProtocol { .. } | IpView::Invalid => external(
+                engine,
+                &mut line,
+                index,
+                f.ts,
+                None,
+                Decision::accept(Reason::NotInspected),
+            ),
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -179,7 +211,14 @@ fn one(
     line: &mut Option<&mut dyn FnMut(&VerdictLine)>,
 ) {
     let Some(dir) = sides.direction(p) else {
-        external(engine, line, index, ts, Some(p), Decision::accept(Reason::NotInspected));
+        external(
+            engine,
+            line,
+            index,
+            ts,
+            Some(p),
+            Decision::accept(Reason::NotInspected),
+        );
         return;
     };
     match line {
@@ -222,7 +261,11 @@ fn one(
                     transport: p.transport.as_str(),
                     method: None,
                     status: None,
-                    verdict: if dir == Direction::FromPbx { Verdict::Observe.as_str() } else { d.verdict.as_str() },
+                    verdict: if dir == Direction::FromPbx {
+                        Verdict::Observe.as_str()
+                    } else {
+                        d.verdict.as_str()
+                    },
                     reason: d.reason.id(),
                     error: None,
                 });

@@ -125,7 +125,12 @@ mod tests {
             (b"cseq", CSeq),
             (b"X-Foo", Other),
         ] {
-            assert_eq!(HeaderName::from_bytes(n), h, "{}", String::from_utf8_lossy(n));
+            assert_eq!(
+                HeaderName::from_bytes(n),
+                h,
+                "{}",
+                String::from_utf8_lossy(n)
+            );
         }
     }
 }

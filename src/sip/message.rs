@@ -236,7 +236,11 @@ fn line_end(buf: &[u8], pos: usize) -> (usize, usize) {
     match memchr::memchr(b'\n', &buf[pos..]) {
         Some(off) => {
             let nl = pos + off;
-            let content_end = if nl > pos && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+            let content_end = if nl > pos && buf[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
             (nl, content_end)
         }
         None => (buf.len(), buf.len()),
@@ -291,7 +295,11 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
             _ => ParseError::NotSip,
         });
     };
-    let line_end_ix = if first_nl > 0 && buf[first_nl - 1] == b'\r' { first_nl - 1 } else { first_nl };
+    let line_end_ix = if first_nl > 0 && buf[first_nl - 1] == b'\r' {
+        first_nl - 1
+    } else {
+        first_nl
+    };
     let start = parse_start_line(&buf[..line_end_ix])?;
 
     // Find the empty line that ends the headers: "\n\r\n" or "\n\n".
@@ -356,7 +364,10 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
         }
     }
 
-    let from = parse_name_addr(from.ok_or(ParseError::MissingHeader(Part::From))?, Part::From)?;
+    let from = parse_name_addr(
+        from.ok_or(ParseError::MissingHeader(Part::From))?,
+        Part::From,
+    )?;
     let to = parse_name_addr(to.ok_or(ParseError::MissingHeader(Part::To))?, Part::To)?;
     let call_id = call_id.ok_or(ParseError::MissingHeader(Part::CallId))?;
     // callid = word [ "@" word ]: no whitespace inside.
@@ -408,7 +419,10 @@ fn set_once<'a>(slot: &mut Option<&'a [u8]>, v: &'a [u8], part: Part) -> Result<
 
 /// Could these bytes (no newline yet) be the beginning of a SIP start line?
 fn looks_like_sip_prefix(buf: &[u8]) -> bool {
-    buf.len() < 8192 && buf.iter().all(|&b| b >= 0x20 && b < 0x7f || b == b'\r' || b >= 0x80)
+    buf.len() < 8192
+        && buf
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) || b == b'\r' || b >= 0x80)
 }
 
 fn is_sip_version(v: &[u8]) -> bool {
@@ -440,7 +454,10 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
         if reason.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
             return Err(ParseError::BadStatusLine);
         }
-        return Ok(StartLine::Response { status: code as u16, reason });
+        return Ok(StartLine::Response {
+            status: code as u16,
+            reason,
+        });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version: decide "is it SIP at all" by the
     // version token at the end, then be strict about everything else.
@@ -461,7 +478,11 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
         return Err(ParseError::BadRequestLine);
     }
     check_version(version)?;
-    if uri.is_empty() || uri.iter().any(|&b| b <= 0x20 || b == b'<' || b == b'>' || b == 0x7f) {
+    if uri.is_empty()
+        || uri
+            .iter()
+            .any(|&b| b <= 0x20 || b == b'<' || b == b'>' || b == 0x7f)
+    {
         return Err(ParseError::BadRequestLine);
     }
     let uri = Uri::parse(uri, Part::RequestUri)?;

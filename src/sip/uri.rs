@@ -123,7 +123,9 @@ impl<'a> Uri<'a> {
             // Something other than params/headers right after the host: '%', '<', '[', ...
             return Err(ParseError::BadHost(part));
         }
-        if !params.iter().all(|&b| chars::uri_part(b)) || !headers.iter().all(|&b| chars::uri_part(b)) {
+        if !params.iter().all(|&b| chars::uri_part(b))
+            || !headers.iter().all(|&b| chars::uri_part(b))
+        {
             return Err(bad);
         }
         Ok(Uri {
@@ -159,7 +161,8 @@ fn parse_host(s: &[u8]) -> Option<(Host<'_>, usize)> {
         i += 1;
     }
     let name = &s[..i];
-    if name.is_empty() || name[0] == b'.' || name[0] == b'-' || name.windows(2).any(|w| w == b"..") {
+    if name.is_empty() || name[0] == b'.' || name[0] == b'-' || name.windows(2).any(|w| w == b"..")
+    {
         return None;
     }
     if name.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
@@ -192,7 +195,10 @@ mod tests {
 
     #[test]
     fn hosts_of_every_kind() {
-        assert_eq!(p("sips:1.2.3.4").unwrap().host, Some(Host::V4("1.2.3.4".parse().unwrap())));
+        assert_eq!(
+            p("sips:1.2.3.4").unwrap().host,
+            Some(Host::V4("1.2.3.4".parse().unwrap()))
+        );
         let v6 = p("sip:u@[2001:db8::1]:5060").unwrap();
         assert_eq!(v6.host, Some(Host::V6("2001:db8::1".parse().unwrap())));
         assert_eq!(v6.port, Some(5060));
@@ -205,9 +211,18 @@ mod tests {
 
     #[test]
     fn ambiguous_hosts_are_errors() {
-        assert_eq!(p("sip:a@b@sip.example.com"), Err(ParseError::BadHost(Part::RequestUri)));
-        assert_eq!(p("sip:a@sip.example.com%00.evil"), Err(ParseError::BadHost(Part::RequestUri)));
-        assert_eq!(p("sip:a@sip.exa\0mple.com"), Err(ParseError::BadUri(Part::RequestUri)));
+        assert_eq!(
+            p("sip:a@b@sip.example.com"),
+            Err(ParseError::BadHost(Part::RequestUri))
+        );
+        assert_eq!(
+            p("sip:a@sip.example.com%00.evil"),
+            Err(ParseError::BadHost(Part::RequestUri))
+        );
+        assert_eq!(
+            p("sip:a@sip.exa\0mple.com"),
+            Err(ParseError::BadUri(Part::RequestUri))
+        );
         assert!(p("sip:a@").is_err());
         assert!(p("sip:a@1.2.3.4.5").is_err());
         assert!(p("sip:a@host:99999").is_err());

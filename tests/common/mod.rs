@@ -37,14 +37,27 @@ pub fn tcp<'a>(src: &str, dst: &str, seq: u32, syn: bool, payload: &'a [u8]) -> 
         src: src.parse().unwrap(),
         dst: dst.parse().unwrap(),
         transport: Transport::Tcp,
-        tcp: Some(TcpMeta { seq, syn, fin: false, rst: false }),
+        tcp: Some(TcpMeta {
+            seq,
+            syn,
+            fin: false,
+            rst: false,
+        }),
         payload,
     }
 }
 
 /// A request with the given Request-URI host, To/From hosts and extra headers.
-pub fn request(method: &str, ruri_host: &str, to_host: &str, from_host: &str, extra: &str) -> String {
-    request_full(method, ruri_host, to_host, from_host, "", "call-1", 1, extra)
+pub fn request(
+    method: &str,
+    ruri_host: &str,
+    to_host: &str,
+    from_host: &str,
+    extra: &str,
+) -> String {
+    request_full(
+        method, ruri_host, to_host, from_host, "", "call-1", 1, extra,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
