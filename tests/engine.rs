@@ -466,3 +466,39 @@ fn counters_count_every_decision_by_reason() {
     assert_eq!(c.get(Reason::SecretDomain), 1);
     assert_eq!((c.accepted, c.dropped), (1, 3));
 }
+
+#[test]
+fn tcp_message_larger_than_the_limit_blocks_the_flow() {
+    let mut e = engine_with("[limits]\nmax_message_bytes = 512");
+    let src = "198.18.0.1:40003";
+    e.decide(&tcp(src, PBX, 0, true, b""), Direction::ToPbx, S);
+    let head = format!(
+        "REGISTER sip:{DOMAIN} SIP/2.0\r\nX-Pad: {}\r\n",
+        "a".repeat(300)
+    );
+    let r = e.decide(
+        &tcp(src, PBX, 1, false, head.as_bytes()),
+        Direction::ToPbx,
+        S,
+    );
+    assert_eq!(r.reason, Reason::TcpPartial);
+    let more = format!("X-Pad2: {}\r\n", "b".repeat(300));
+    let r = e.decide(
+        &tcp(src, PBX, 1 + head.len() as u32, false, more.as_bytes()),
+        Direction::ToPbx,
+        S,
+    );
+    assert_eq!((r.verdict, r.reason), (Verdict::Drop, Reason::TooLarge));
+    let r = e.decide(
+        &tcp(
+            src,
+            PBX,
+            1 + (head.len() + more.len()) as u32,
+            false,
+            b"\r\n",
+        ),
+        Direction::ToPbx,
+        S,
+    );
+    assert_eq!((r.verdict, r.reason), (Verdict::Drop, Reason::FlowBlocked));
+}

@@ -463,6 +463,11 @@ impl Policy {
     pub fn is_secret_domain(&self, host: &[u8]) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
     }
+    /// True when a URI host is a secret domain (an IP never is).
+    #[inline]
+    pub fn is_secret_host(&self, host: Option<crate::sip::Host>) -> bool {
+        matches!(host, Some(crate::sip::Host::Name(n)) if self.is_secret_domain(n))
+    }
     /// `Some(true)` allowed, `Some(false)` allowed only from allowed sources, `None` not allowed.
     pub fn method_rule(&self, m: &Method) -> Option<bool> {
         let (allowed, only) = match m.known_index() {

@@ -219,6 +219,7 @@ impl Engine {
                     Push::Retransmission => Decision::accept(Reason::TcpRetransmission),
                     Push::OutOfOrder => Decision::accept(Reason::TcpOutOfOrder),
                     Push::Blocked => Decision::drop(Reason::FlowBlocked),
+                    Push::TooLarge => Decision::drop(Reason::TooLarge),
                     Push::Overflow => Decision::drop(Reason::Overload),
                     Push::Data => self.frame_stream(fk, &src, now, sink),
                 }
@@ -243,8 +244,9 @@ impl Engine {
         now: u64,
         sink: &mut dyn FnMut(&Outcome),
     ) -> Decision {
+        // The reassembler holds at most `max_message_bytes` per flow, so every message framed
+        // here is within the limit.
         let mut lent = self.tcp.take(&fk);
-        let max = self.policy.config.limits.max_message_bytes;
         let mut off = 0;
         let mut last = None;
         let mut block = false;
@@ -275,23 +277,9 @@ impl Engine {
             if off >= lent.buf.len() {
                 break;
             }
-            let rest = &lent.buf[off..];
-            let j = match sip::parse(rest, Framing::Stream) {
-                Err(ParseError::Incomplete) => {
-                    if rest.len() > max {
-                        Judged {
-                            what: What::Unreadable,
-                            decision: Decision::drop(Reason::TooLarge),
-                        }
-                    } else {
-                        break;
-                    }
-                }
+            let j = match sip::parse(&lent.buf[off..], Framing::Stream) {
+                Err(ParseError::Incomplete) => break,
                 Err(e) => self.unreadable(e, src),
-                Ok(m) if m.len > max => Judged {
-                    what: what_of(&m),
-                    decision: Decision::drop(Reason::TooLarge),
-                },
                 Ok(m) => {
                     off += m.len;
                     self.judge_message(&m, src, now)

@@ -51,7 +51,10 @@ pub enum Push {
     Data,
     /// The flow is blocked.
     Blocked,
-    /// A bound was hit (flow or total bytes, flow count, out-of-order queue).
+    /// The flow holds more than one message may take: it is blocked from now on.
+    TooLarge,
+    /// A shared bound was hit (total bytes, flow count): the segment is refused and the
+    /// sender's retransmission tried again later.
     Overflow,
 }
 
@@ -143,10 +146,13 @@ impl TcpStreams {
         if seq_lt(flow.next_seq, seq) {
             let bytes: usize = flow.ooo.iter().map(|o| o.1.len()).sum();
             if flow.ooo.len() >= limits.max_out_of_order
-                || bytes + payload.len() > limits.max_flow_bytes
                 || self.total_bytes + payload.len() > limits.max_total_bytes
             {
                 return Push::Overflow;
+            }
+            if flow.buf.len() + bytes + payload.len() > limits.max_flow_bytes {
+                self.block(&key);
+                return Push::TooLarge;
             }
             flow.ooo.push((seq, payload.to_vec()));
             self.total_bytes += payload.len();
@@ -155,10 +161,12 @@ impl TcpStreams {
         // In order, possibly overlapping what we have: append the new part.
         let skip = flow.next_seq.wrapping_sub(seq) as usize;
         let fresh = &payload[skip..];
-        if flow.buf.len() + fresh.len() > limits.max_flow_bytes
-            || self.total_bytes + fresh.len() > limits.max_total_bytes
-        {
+        if self.total_bytes + fresh.len() > limits.max_total_bytes {
             return Push::Overflow;
+        }
+        if flow.buf.len() + fresh.len() > limits.max_flow_bytes {
+            self.block(&key);
+            return Push::TooLarge;
         }
         flow.buf.extend_from_slice(fresh);
         self.total_bytes += fresh.len();
@@ -205,13 +213,20 @@ impl TcpStreams {
         self.total_bytes -= consumed;
         lent.buf.drain(..consumed);
         f.resync = lent.resync;
-        if block {
-            f.blocked = true;
-            self.total_bytes -= lent.buf.len() + f.ooo.iter().map(|o| o.1.len()).sum::<usize>();
-            lent.buf.clear();
-            f.ooo.clear();
-        }
         f.buf = lent.buf;
+        if block {
+            self.block(key);
+        }
+    }
+
+    /// Ends a flow for good: its bytes are freed and every later segment is `Blocked`.
+    fn block(&mut self, key: &FlowKey) {
+        if let Some(f) = self.flows.get_mut(key) {
+            f.blocked = true;
+            self.total_bytes -= f.buf.len() + f.ooo.iter().map(|o| o.1.len()).sum::<usize>();
+            f.buf = Vec::new();
+            f.ooo = Vec::new();
+        }
     }
 
     /// Forgets flows idle for longer than the limit.
@@ -303,7 +318,8 @@ mod tests {
             src: "198.18.0.9:1".parse().unwrap(),
             ..key()
         };
-        assert_eq!(t.push(k2, seg(1), &big, 0), Push::Overflow);
+        assert_eq!(t.push(k2, seg(1), &big, 0), Push::TooLarge);
+        assert_eq!(t.push(k2, seg(1002), b"x", 0), Push::Blocked);
         let k3 = FlowKey {
             src: "198.18.0.9:2".parse().unwrap(),
             ..key()

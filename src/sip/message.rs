@@ -437,7 +437,8 @@ fn check_version(v: &[u8]) -> Result<(), ParseError> {
     }
 }
 
-fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
+/// Reads one start line (no line end): a request line or a status line.
+pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if is_sip_version(line) {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let sp = memchr::memchr(b' ', line).ok_or(ParseError::BadStatusLine)?;
