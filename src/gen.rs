@@ -2,8 +2,6 @@
 //! segments, IPv6), the PBX's answers, scanners by IP, extension sweeps, and a password
 //! guesser that knows the domain. Used by tests, benches and `sipwall gen`.
 
-#![allow(clippy::too_many_arguments)] // message builders name every field they vary
-
 use etherparse::PacketBuilder;
 use std::io::Write;
 
@@ -34,6 +32,62 @@ enum Ip {
     V6([u8; 16]),
 }
 
+/// One end of an exchange.
+type End = (Ip, u16);
+
+fn ip_builder(src: Ip, dst: Ip) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    match (src, dst) {
+        (Ip::V4(s), Ip::V4(d)) => b.ipv4(s, d, 64),
+        (Ip::V6(s), Ip::V6(d)) => b.ipv6(s, d, 64),
+        _ => unreachable!("one family per exchange"),
+    }
+}
+
+/// The parts of a SIP exchange that stay the same from message to message.
+struct Sip<'a> {
+    user: &'a str,
+    host: &'a str,
+    call: &'a str,
+    ua: &'a str,
+}
+
+impl Sip<'_> {
+    /// A request; `to_tag` is "" outside a dialog or ";tag=..." inside one.
+    fn req(
+        &self,
+        method: &str,
+        ruri: &str,
+        cseq: u32,
+        to_tag: &str,
+        extra: &str,
+        body: &str,
+    ) -> String {
+        let Sip {
+            user,
+            host,
+            call,
+            ua,
+        } = self;
+        format!(
+            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK{call}{cseq}\r\nMax-Forwards: 70\r\n\
+             From: \"{user}\" <sip:{user}@{host}>;tag=ft{call}\r\nTo: <sip:{user}@{host}>{to_tag}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:{user}@198.18.1.1:5060>\r\nUser-Agent: {ua}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn resp(&self, status: &str, method: &str, cseq: u32, extra: &str) -> String {
+        let Sip {
+            user, host, call, ..
+        } = self;
+        format!(
+            "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK{call}{cseq}\r\n\
+             From: <sip:{user}@{host}>;tag=ft{call}\r\nTo: <sip:{user}@{host}>;tag=pbx{cseq}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    }
+}
+
 impl Generator {
     pub fn new(domain: &str) -> Self {
         Generator {
@@ -45,34 +99,15 @@ impl Generator {
         }
     }
 
-    fn udp(&mut self, src: Ip, sport: u16, dst: Ip, dport: u16, payload: &[u8]) {
-        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-        let b = match (src, dst) {
-            (Ip::V4(s), Ip::V4(d)) => b.ipv4(s, d, 64).udp(sport, dport),
-            (Ip::V6(s), Ip::V6(d)) => b.ipv6(s, d, 64).udp(sport, dport),
-            _ => unreachable!("one family per exchange"),
-        };
+    fn udp(&mut self, from: End, to: End, payload: &[u8]) {
+        let b = ip_builder(from.0, to.0).udp(from.1, to.1);
         let mut out = Vec::with_capacity(b.size(payload.len()));
         b.write(&mut out, payload).expect("vec write");
         self.push(out);
     }
 
-    fn tcp(
-        &mut self,
-        src: Ip,
-        sport: u16,
-        dst: Ip,
-        dport: u16,
-        seq: u32,
-        syn: bool,
-        payload: &[u8],
-    ) {
-        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-        let b = match (src, dst) {
-            (Ip::V4(s), Ip::V4(d)) => b.ipv4(s, d, 64).tcp(sport, dport, seq, 65535),
-            (Ip::V6(s), Ip::V6(d)) => b.ipv6(s, d, 64).tcp(sport, dport, seq, 65535),
-            _ => unreachable!("one family per exchange"),
-        };
+    fn tcp(&mut self, from: End, to: End, seq: u32, syn: bool, payload: &[u8]) {
+        let b = ip_builder(from.0, to.0).tcp(from.1, to.1, seq, 65535);
         let b = if syn { b.syn() } else { b.ack(1).psh() };
         let mut out = Vec::with_capacity(b.size(payload.len()));
         b.write(&mut out, payload).expect("vec write");
@@ -91,40 +126,9 @@ impl Generator {
         self.frames.is_empty()
     }
 
-    fn req(
-        &self,
-        method: &str,
-        ruri: &str,
-        user: &str,
-        host: &str,
-        call: &str,
-        cseq: u32,
-        ua: &str,
-        extra: &str,
-        body: &str,
-    ) -> String {
-        format!(
-            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK{call}{cseq}\r\nMax-Forwards: 70\r\n\
-             From: \"{user}\" <sip:{user}@{host}>;tag=ft{call}\r\nTo: <sip:{user}@{host}>\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n\
-             Contact: <sip:{user}@198.18.1.1:5060>\r\nUser-Agent: {ua}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    }
-
-    fn resp(
-        &self,
-        status: &str,
-        method: &str,
-        user: &str,
-        host: &str,
-        call: &str,
-        cseq: u32,
-        extra: &str,
-    ) -> String {
-        format!(
-            "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK{call}{cseq}\r\n\
-             From: <sip:{user}@{host}>;tag=ft{call}\r\nTo: <sip:{user}@{host}>;tag=pbx{cseq}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n"
-        )
+    fn next_call(&mut self, prefix: &str, n: u32) -> String {
+        self.seq += 1;
+        format!("{prefix}{n}-{}", self.seq - 1)
     }
 
     /// A phone registering with digest auth and making a call (INVITE, 407, INVITE with
@@ -135,188 +139,178 @@ impl Generator {
             // each phone in its own /64, as a home router would hand out
             a[6] = (n >> 8) as u8 | 0x40;
             a[7] = n as u8;
-            (Ip::V6(a), Ip::V6(PBX_V6))
+            ((Ip::V6(a), 5060), (Ip::V6(PBX_V6), 5060))
         } else {
             (
-                Ip::V4([198, 18, 1 + (n >> 8) as u8 % 200, n as u8]),
-                Ip::V4(PBX_V4),
+                (Ip::V4([198, 18, 1 + (n >> 8) as u8 % 200, n as u8]), 5060),
+                (Ip::V4(PBX_V4), 5060),
             )
         };
         let d = self.domain.clone();
         let user = format!("{}", 1000 + n % 9000);
         let ruri = format!("sip:{d}");
-        let call = format!("reg{n}-{}", self.seq);
-        self.seq += 1;
+        let call = self.next_call("reg", n);
         let ua = "Yealink SIP-T46S 66.85.0.5";
         let auth = format!("Authorization: Digest username=\"{user}\", realm=\"{d}\", nonce=\"abc\", uri=\"{ruri}\", response=\"0123456789abcdef\", qop=auth, nc=00000001, cnonce=\"x\"\r\n");
-        let m = self.req(
-            "REGISTER",
-            &ruri,
-            &user,
-            &d,
-            &call,
-            1,
+        let reg = Sip {
+            user: &user,
+            host: &d,
+            call: &call,
             ua,
-            "Expires: 3600\r\n",
-            "",
+        };
+        self.udp(
+            me,
+            pbx,
+            reg.req("REGISTER", &ruri, 1, "", "Expires: 3600\r\n", "")
+                .as_bytes(),
         );
-        self.udp(me, 5060, pbx, 5060, m.as_bytes());
-        let m = self.resp(
-            "401 Unauthorized",
-            "REGISTER",
-            &user,
-            &d,
-            &call,
-            1,
-            "WWW-Authenticate: Digest realm=\"x\", nonce=\"abc\", qop=\"auth\"\r\n",
+        let challenge = "WWW-Authenticate: Digest realm=\"x\", nonce=\"abc\", qop=\"auth\"\r\n";
+        self.udp(
+            pbx,
+            me,
+            reg.resp("401 Unauthorized", "REGISTER", 1, challenge)
+                .as_bytes(),
         );
-        self.udp(pbx, 5060, me, 5060, m.as_bytes());
-        let m = self.req(
-            "REGISTER",
-            &ruri,
-            &user,
-            &d,
-            &call,
-            2,
-            ua,
-            &format!("Expires: 3600\r\n{auth}"),
-            "",
+        self.udp(
+            me,
+            pbx,
+            reg.req(
+                "REGISTER",
+                &ruri,
+                2,
+                "",
+                &format!("Expires: 3600\r\n{auth}"),
+                "",
+            )
+            .as_bytes(),
         );
-        self.udp(me, 5060, pbx, 5060, m.as_bytes());
-        let m = self.resp("200 OK", "REGISTER", &user, &d, &call, 2, "");
-        self.udp(pbx, 5060, me, 5060, m.as_bytes());
+        self.udp(pbx, me, reg.resp("200 OK", "REGISTER", 2, "").as_bytes());
         self.expect.phone_requests += 2;
         // a call
-        let call = format!("inv{n}-{}", self.seq);
-        self.seq += 1;
+        let call = self.next_call("inv", n);
+        let inv = Sip { call: &call, ..reg };
         let sdp = "v=0\r\no=- 1 1 IN IP4 198.18.1.1\r\ns=-\r\nc=IN IP4 198.18.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
         let ruri = format!("sip:2000@{d}");
-        let m = self.req("INVITE", &ruri, &user, &d, &call, 1, ua, "", sdp);
-        self.udp(me, 5060, pbx, 5060, m.as_bytes());
-        let m = self.resp(
-            "407 Proxy Authentication Required",
-            "INVITE",
-            &user,
-            &d,
-            &call,
-            1,
-            "Proxy-Authenticate: Digest realm=\"x\", nonce=\"n\"\r\n",
+        self.udp(me, pbx, inv.req("INVITE", &ruri, 1, "", "", sdp).as_bytes());
+        let challenge = "Proxy-Authenticate: Digest realm=\"x\", nonce=\"n\"\r\n";
+        self.udp(
+            pbx,
+            me,
+            inv.resp("407 Proxy Authentication Required", "INVITE", 1, challenge)
+                .as_bytes(),
         );
-        self.udp(pbx, 5060, me, 5060, m.as_bytes());
-        let m = self.req("ACK", &ruri, &user, &d, &call, 1, ua, "", "");
-        let m = m.replace(
-            &format!("To: <sip:{user}@{d}>"),
-            &format!("To: <sip:{user}@{d}>;tag=pbx1"),
+        self.udp(
+            me,
+            pbx,
+            inv.req("ACK", &ruri, 1, ";tag=pbx1", "", "").as_bytes(),
         );
-        self.udp(me, 5060, pbx, 5060, m.as_bytes());
         let pauth = auth.replace("Authorization", "Proxy-Authorization");
-        let m = self.req("INVITE", &ruri, &user, &d, &call, 2, ua, &pauth, sdp);
-        self.udp(me, 5060, pbx, 5060, m.as_bytes());
+        self.udp(
+            me,
+            pbx,
+            inv.req("INVITE", &ruri, 2, "", &pauth, sdp).as_bytes(),
+        );
         for s in ["100 Trying", "180 Ringing", "200 OK"] {
-            let m = self.resp(s, "INVITE", &user, &d, &call, 2, "");
-            self.udp(pbx, 5060, me, 5060, m.as_bytes());
+            self.udp(pbx, me, inv.resp(s, "INVITE", 2, "").as_bytes());
         }
         // in-dialog requests go to the PBX's contact address
         let contact = "sip:2000@198.18.0.2:5060";
         for (meth, cseq) in [("ACK", 2), ("BYE", 3)] {
-            let m = self.req(meth, contact, &user, &d, &call, cseq, ua, "", "");
-            let m = m.replace(
-                &format!("To: <sip:{user}@{d}>"),
-                &format!("To: <sip:{user}@{d}>;tag=pbx2"),
+            self.udp(
+                me,
+                pbx,
+                inv.req(meth, contact, cseq, ";tag=pbx2", "", "").as_bytes(),
             );
-            self.udp(me, 5060, pbx, 5060, m.as_bytes());
         }
-        let m = self.resp("200 OK", "BYE", &user, &d, &call, 3, "");
-        self.udp(pbx, 5060, me, 5060, m.as_bytes());
+        self.udp(pbx, me, inv.resp("200 OK", "BYE", 3, "").as_bytes());
         self.expect.phone_requests += 5;
     }
 
     /// A phone registering over TCP, its REGISTER split across two segments.
     pub fn phone_tcp(&mut self, n: u32) {
-        let me = Ip::V4([198, 18, 250, n as u8]);
-        let pbx = Ip::V4(PBX_V4);
-        let port = 40000 + (n % 20000) as u16;
+        let me = (Ip::V4([198, 18, 250, n as u8]), 40000 + (n % 20000) as u16);
+        let pbx = (Ip::V4(PBX_V4), 5060);
         let d = self.domain.clone();
         let user = format!("{}", 5000 + n % 1000);
-        let call = format!("tcp{n}-{}", self.seq);
-        self.seq += 1;
-        let m = self.req(
-            "REGISTER",
-            &format!("sip:{d};transport=tcp"),
-            &user,
-            &d,
-            &call,
-            1,
-            "baresip",
-            "",
-            "",
-        );
+        let call = self.next_call("tcp", n);
+        let sip = Sip {
+            user: &user,
+            host: &d,
+            call: &call,
+            ua: "baresip",
+        };
+        let m = sip.req("REGISTER", &format!("sip:{d};transport=tcp"), 1, "", "", "");
         let isn = 1000 * n;
-        self.tcp(me, port, pbx, 5060, isn, true, b"");
+        self.tcp(me, pbx, isn, true, b"");
         let (a, b) = m.as_bytes().split_at(m.len() / 2);
-        self.tcp(me, port, pbx, 5060, isn + 1, false, a);
-        self.tcp(me, port, pbx, 5060, isn + 1 + a.len() as u32, false, b);
-        let r = self.resp("200 OK", "REGISTER", &user, &d, &call, 1, "");
-        self.tcp(pbx, 5060, me, port, 7 * n, true, b"");
-        self.tcp(pbx, 5060, me, port, 7 * n + 1, false, r.as_bytes());
+        self.tcp(me, pbx, isn + 1, false, a);
+        self.tcp(me, pbx, isn + 1 + a.len() as u32, false, b);
+        let r = sip.resp("200 OK", "REGISTER", 1, "");
+        self.tcp(pbx, me, 7 * n, true, b"");
+        self.tcp(pbx, me, 7 * n + 1, false, r.as_bytes());
         self.expect.phone_requests += 1;
     }
 
     /// svmap / svwar style probes by IP, with and without a scanner User-Agent.
     pub fn scanner(&mut self, n: u32) {
-        let me = Ip::V4([198, 19, (n >> 8) as u8, n as u8]);
-        let pbx = Ip::V4(PBX_V4);
+        let me = (Ip::V4([198, 19, (n >> 8) as u8, n as u8]), 5060);
+        let pbx = (Ip::V4(PBX_V4), 5060);
         let call = format!("scan{n}");
-        let m = self.req(
-            "OPTIONS",
-            "sip:100@198.18.0.2",
-            "100",
-            "198.18.0.2",
-            &call,
-            1,
-            "friendly-scanner",
-            "",
-            "",
+        let probe = Sip {
+            user: "100",
+            host: "198.18.0.2",
+            call: &call,
+            ua: "friendly-scanner",
+        };
+        self.udp(
+            me,
+            pbx,
+            probe
+                .req("OPTIONS", "sip:100@198.18.0.2", 1, "", "", "")
+                .as_bytes(),
         );
-        self.udp(me, 5060, pbx, 5060, m.as_bytes());
         self.expect.scanner_requests += 1;
-        let m = self.req(
-            "REGISTER",
-            "sip:198.18.0.2",
-            &format!("{}", n % 1000),
-            "198.18.0.2",
-            &call,
-            2,
-            "Linksys/PAP2T-3.1.15",
-            "",
-            "",
+        let user = format!("{}", n % 1000);
+        let sweep = Sip {
+            user: &user,
+            ua: "Linksys/PAP2T-3.1.15",
+            ..probe
+        };
+        self.udp(
+            me,
+            pbx,
+            sweep
+                .req("REGISTER", "sip:198.18.0.2", 2, "", "", "")
+                .as_bytes(),
         );
-        self.udp(me, 5060, pbx, 5060, m.as_bytes());
         self.expect.by_ip_requests += 1;
     }
 
     /// A guesser that knows the domain: each wrong password is answered 403 by the PBX.
     pub fn brute(&mut self, n: u32, guesses: u32) {
-        let me = Ip::V4([198, 19, 200, n as u8]);
-        let pbx = Ip::V4(PBX_V4);
+        let me = (Ip::V4([198, 19, 200, n as u8]), 5060);
+        let pbx = (Ip::V4(PBX_V4), 5060);
         let d = self.domain.clone();
         for g in 0..guesses {
             let call = format!("brute{n}-{g}");
+            let sip = Sip {
+                user: "100",
+                host: &d,
+                call: &call,
+                ua: "Zoiper rv2.10",
+            };
             let auth = format!("Authorization: Digest username=\"100\", realm=\"{d}\", nonce=\"a\", uri=\"sip:{d}\", response=\"{g:032x}\"\r\n");
-            let m = self.req(
-                "REGISTER",
-                &format!("sip:{d}"),
-                "100",
-                &d,
-                &call,
-                1,
-                "Zoiper rv2.10",
-                &auth,
-                "",
+            self.udp(
+                me,
+                pbx,
+                sip.req("REGISTER", &format!("sip:{d}"), 1, "", &auth, "")
+                    .as_bytes(),
             );
-            self.udp(me, 5060, pbx, 5060, m.as_bytes());
-            let r = self.resp("403 Forbidden", "REGISTER", "100", &d, &call, 1, "");
-            self.udp(pbx, 5060, me, 5060, r.as_bytes());
+            self.udp(
+                pbx,
+                me,
+                sip.resp("403 Forbidden", "REGISTER", 1, "").as_bytes(),
+            );
             self.expect.brute_requests += 1;
         }
         self.expect.brute_sources += 1;
@@ -326,10 +320,8 @@ impl Generator {
     pub fn rtp(&mut self, n: u32) {
         let payload = [0x80u8; 172];
         self.udp(
-            Ip::V4([198, 18, 1, n as u8]),
-            4000,
-            Ip::V4(PBX_V4),
-            10000,
+            (Ip::V4([198, 18, 1, n as u8]), 4000),
+            (Ip::V4(PBX_V4), 10000),
             &payload,
         );
     }

@@ -184,9 +184,7 @@ fn explain(common: &Common, source: IpAddr, json: bool, file: &PathBuf) -> Resul
     if let Ok(m) = sip::parse(&msg, sip::Framing::Datagram) {
         let host =
             |h: Option<sip::Host>| h.map_or(serde_json::Value::Null, |h| h.to_string().into());
-        let secret = |h: Option<sip::Host>| {
-            h.is_some_and(|h| matches!(h, sip::Host::Name(n) if policy.is_secret_domain(n)))
-        };
+        let secret = |h| policy.is_secret_host(h);
         match m.start {
             sip::StartLine::Request { method, uri } => {
                 facts.insert("method".into(), method.to_string().into());

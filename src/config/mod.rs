@@ -279,7 +279,7 @@ pub struct LimitsSection {
     pub max_transactions: usize,
     /// In-dialog Call-IDs are forgotten after this long without traffic.
     pub dialog_idle: Duration,
-    /// IP fragments held for reassembly (replay).
+    /// Fragmented datagrams held for reassembly (replay); the oldest half goes when full.
     pub max_fragments: usize,
 }
 

@@ -63,9 +63,27 @@ impl Shared {
         true
     }
 
-    pub fn ban(&self, key: SourceKey, ban: Ban) {
-        if self.bans.insert(key, ban).is_none() {
-            self.count.fetch_add(1, Ordering::Relaxed);
+    /// Applies an earned ban unless a longer one is in force. True when the source was not
+    /// banned before.
+    pub fn escalate(&self, key: SourceKey, ban: Ban) -> bool {
+        use dashmap::mapref::entry::Entry;
+        match self.bans.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(ban);
+                self.count.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Entry::Occupied(mut o) => {
+                let longer = match (o.get().until_ns, ban.until_ns) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(a), Some(b)) => b > a,
+                };
+                if longer {
+                    o.insert(ban);
+                }
+                false
+            }
         }
     }
 
@@ -75,10 +93,6 @@ impl Shared {
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
         b
-    }
-
-    pub fn get(&self, key: SourceKey) -> Option<Ban> {
-        self.bans.get(&key).map(|b| b.clone())
     }
 
     pub fn len(&self) -> usize {

@@ -141,6 +141,12 @@ impl Engine {
         ]
     }
 
+    /// Signs of pressure: requests charged to the shared overflow bucket (source table full),
+    /// and dialogs or transactions not remembered because their table was full.
+    pub fn pressure(&self) -> (u64, u64) {
+        (self.rate.overflowed, self.tables.refused)
+    }
+
     /// Swaps in a new policy (reload). Learned state (dialogs, bans, failures) is kept.
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
         self.rate = RateLimits::new(&policy.config.rate, policy.config.limits.max_sources);
@@ -196,18 +202,10 @@ impl Engine {
     }
 
     fn judge_to_pbx(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) -> Decision {
-        let ip = pkt.src.ip();
-        let allowed = self.policy.is_allowed(ip);
-        let key = source_key(ip, self.policy.ipv6_prefix);
-        if !allowed {
-            if self.policy.is_denied(ip) {
-                return Decision::drop(Reason::DeniedSource);
-            }
-            if self.shared.is_banned(key, now) {
-                return Decision::drop(Reason::Banned);
-            }
-        }
-        let src = Src { ip, key, allowed };
+        let src = match self.source(pkt.src.ip(), now) {
+            Ok(src) => src,
+            Err(d) => return d,
+        };
         match (pkt.transport, pkt.tcp) {
             (Transport::Tcp, Some(meta)) => {
                 let fk = FlowKey {
@@ -389,9 +387,7 @@ impl Engine {
                     return Decision::drop(Reason::Scanner);
                 }
             }
-            let secret = |h: Option<sip::Host>| {
-                h.is_some_and(|h| matches!(h, sip::Host::Name(n) if p.is_secret_domain(n)))
-            };
+            let secret = |h| p.is_secret_host(h);
             if m.to.tag.is_some() {
                 if known_dialog || (secret(m.from.host()) && secret(m.to.host())) {
                     Reason::InDialog
@@ -515,49 +511,41 @@ impl Engine {
                     _ => false,
                 };
                 if failed {
-                    self.counters.auth_failures += 1;
-                    let ip = txn.as_ref().map_or(peer, |t| t.ip);
-                    if self.policy.is_allowed(ip) {
-                        return;
-                    }
-                    let key = txn
-                        .as_ref()
-                        .map_or_else(|| source_key(ip, self.policy.ipv6_prefix), |t| t.key);
-                    let label = source_label(ip, self.policy.ipv6_prefix);
-                    let user = txn.as_ref().map_or_else(
-                        || m.to.uri.user_name().unwrap_or_default(),
-                        |t| t.user.as_bytes(),
-                    );
-                    let line = txn.as_ref().map_or(&b""[..], |t| t.line.as_bytes());
-                    let ban = self.failures.record(
-                        Failure {
-                            key,
-                            source: &label,
-                            user,
-                            request_line: line,
-                            now,
-                        },
-                        &self.policy,
-                    );
-                    if let Some(ban) = ban {
-                        let old = self.shared.get(key);
-                        if old.is_none() {
-                            self.counters.bans += 1;
-                            tracing::warn!(source = %ban.source, tier = %ban.tier, failures = ban.evidence.failures, "banned");
-                        }
-                        let stronger = match old {
-                            None => true,
-                            Some(old) => match (old.until_ns, ban.until_ns) {
-                                (None, _) => false,
-                                (Some(_), None) => true,
-                                (Some(a), Some(b)) => b > a,
-                            },
-                        };
-                        if stronger {
-                            self.shared.ban(key, ban);
-                        }
-                    }
+                    self.record_failure(m, txn.as_ref(), peer, now);
                 }
+            }
+        }
+    }
+
+    /// A failure read on the wire: counted, remembered, and a ban when a tier is reached.
+    /// `txn` is the request it answers, when the engine saw it (else the peer and To user).
+    fn record_failure(&mut self, m: &Message, txn: Option<&Txn>, peer: IpAddr, now: u64) {
+        self.counters.auth_failures += 1;
+        let ip = txn.map_or(peer, |t| t.ip);
+        if self.policy.is_allowed(ip) {
+            return;
+        }
+        let prefix = self.policy.ipv6_prefix;
+        let key = txn.map_or_else(|| source_key(ip, prefix), |t| t.key);
+        let label = source_label(ip, prefix);
+        let user = txn.map_or_else(
+            || m.to.uri.user_name().unwrap_or_default(),
+            |t| t.user.as_bytes(),
+        );
+        let line = txn.map_or(&b""[..], |t| t.line.as_bytes());
+        let failure = Failure {
+            key,
+            source: &label,
+            user,
+            request_line: line,
+            now,
+        };
+        if let Some(ban) = self.failures.record(failure, &self.policy) {
+            let (source, tier, failures) =
+                (ban.source.clone(), ban.tier.clone(), ban.evidence.failures);
+            if self.shared.escalate(key, ban) {
+                self.counters.bans += 1;
+                tracing::warn!(%source, %tier, failures, "banned");
             }
         }
     }
@@ -565,25 +553,25 @@ impl Engine {
     /// Judges one UDP payload from `source` without a packet around it (`sipwall explain`).
     pub fn explain(&mut self, payload: &[u8], source: IpAddr, now: u64) -> Decision {
         PassedClock::set(now);
-        let key = source_key(source, self.policy.ipv6_prefix);
-        let allowed = self.policy.is_allowed(source);
-        if !allowed && self.policy.is_denied(source) {
-            return Decision::drop(Reason::DeniedSource);
+        match self.source(source, now) {
+            Ok(src) => self.judge(payload, Framing::Datagram, &src, now).decision,
+            Err(d) => d,
         }
-        if !allowed && self.shared.is_banned(key, now) {
-            return Decision::drop(Reason::Banned);
+    }
+
+    /// The first checks, on the source alone: allow list, deny list, ban.
+    fn source(&self, ip: IpAddr, now: u64) -> Result<Src, Decision> {
+        let allowed = self.policy.is_allowed(ip);
+        let key = source_key(ip, self.policy.ipv6_prefix);
+        if !allowed {
+            if self.policy.is_denied(ip) {
+                return Err(Decision::drop(Reason::DeniedSource));
+            }
+            if self.shared.is_banned(key, now) {
+                return Err(Decision::drop(Reason::Banned));
+            }
         }
-        self.judge(
-            payload,
-            Framing::Datagram,
-            &Src {
-                ip: source,
-                key,
-                allowed,
-            },
-            now,
-        )
-        .decision
+        Ok(Src { ip, key, allowed })
     }
 }
 
@@ -615,10 +603,8 @@ fn find_start_line(buf: &[u8]) -> Option<usize> {
     let mut pos = 0;
     while pos < buf.len() {
         let nl = memchr::memchr(b'\n', &buf[pos..])? + pos;
-        if matches!(
-            sip::parse(&buf[pos..=nl], Framing::Datagram),
-            Err(ParseError::NotSip)
-        ) {
+        let line = buf[pos..nl].strip_suffix(b"\r").unwrap_or(&buf[pos..nl]);
+        if matches!(sip::parse_start_line(line), Err(ParseError::NotSip)) {
             pos = nl + 1;
         } else {
             return Some(pos);

@@ -150,8 +150,6 @@ pub struct Counters {
     pub messages: u64,
     pub auth_failures: u64,
     pub bans: u64,
-    /// Inserts refused because a table was full (sources go to the overflow bucket).
-    pub table_full: u64,
 }
 
 impl Counters {

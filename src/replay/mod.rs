@@ -5,12 +5,12 @@ mod capture;
 
 pub use capture::{slice, Capture, Frame};
 
-use crate::engine::{Decision, Direction, Engine, Outcome, Reason, Verdict, What};
+use crate::engine::{Decision, Direction, Engine, Outcome, Reason, What};
 use crate::net::defrag::Defragmenter;
 use crate::net::{IpView, Packet, Transport};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 /// One line of `--verdicts`: a SIP message, or a packet that carried none.
 #[derive(Debug, Serialize)]
@@ -96,6 +96,12 @@ pub struct Summary {
     pub auth_failures: u64,
     pub bans: u64,
     pub fragments_reassembled: u64,
+    /// Fragmented datagrams given up on (bound or age).
+    pub fragments_dropped: u64,
+    /// Requests charged to the shared overflow bucket because the source table was full.
+    pub sources_overflowed: u64,
+    /// Dialogs or transactions not remembered because their table was full.
+    pub table_refusals: u64,
     pub elapsed_s: f64,
     pub packets_per_s: f64,
 }
@@ -115,52 +121,38 @@ pub fn run(
         if index & 0xffff == 0 {
             progress(index);
         }
-        let data = cap.data(f);
-        let Some(s) = slice(f.linktype, data) else {
-            external(
-                engine,
-                &mut line,
-                index,
-                f.ts,
-                None,
-                Decision::accept(Reason::NotInspected),
-            );
+        let mut at = At {
+            index,
+            ts: f.ts,
+            line: &mut line,
+        };
+        let Some(s) = slice(f.linktype, cap.data(f)) else {
+            at.external(engine, None, Reason::NotInspected);
             continue;
         };
         match Packet::from_sliced(&s) {
-            IpView::Packet(p) => one(engine, sides, &p, index, f.ts, &mut line),
+            IpView::Packet(p) => at.judge(engine, sides, &p),
             IpView::Fragment { src, dst } => match defrag.push(&s, f.ts) {
                 Some(whole) => {
                     reassembled += 1;
                     if let IpView::Packet(p) =
                         Packet::from_transport(src, dst, whole.ip_number, &whole.payload)
                     {
-                        one(engine, sides, &p, index, f.ts, &mut line);
+                        at.judge(engine, sides, &p);
                     }
                     defrag.recycle(whole);
                 }
                 // Held until the datagram is complete; judged then.
-                None => external(
-                    engine,
-                    &mut line,
-                    index,
-                    f.ts,
-                    None,
-                    Decision::accept(Reason::Fragment),
-                ),
+                None => at.external(engine, None, Reason::Fragment),
             },
-            IpView::OtherProtocol { .. } | IpView::Invalid => external(
-                engine,
-                &mut line,
-                index,
-                f.ts,
-                None,
-                Decision::accept(Reason::NotInspected),
-            ),
+            IpView::OtherProtocol { .. } | IpView::Invalid => {
+                at.external(engine, None, Reason::NotInspected)
+            }
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
     let c = engine.counters();
+    let (sources_overflowed, table_refusals) = engine.pressure();
     Summary {
         packets: cap.frames.len() as u64,
         sip_messages: c.messages,
@@ -171,110 +163,76 @@ pub fn run(
         auth_failures: c.auth_failures,
         bans: c.bans,
         fragments_reassembled: reassembled,
+        fragments_dropped: defrag.dropped,
+        sources_overflowed,
+        table_refusals,
         elapsed_s: elapsed,
         packets_per_s: cap.frames.len() as f64 / elapsed.max(1e-9),
     }
 }
 
-fn external(
-    engine: &mut Engine,
-    line: &mut Option<&mut dyn FnMut(&VerdictLine)>,
+/// One frame being replayed, and where its verdict lines go.
+struct At<'l, 'f> {
     index: usize,
     ts: u64,
-    p: Option<&Packet>,
-    d: Decision,
-) {
-    engine.count_external(&d);
-    if let Some(l) = line {
-        l(&VerdictLine {
-            index,
-            time: ts as f64 / 1e9,
-            direction: "none",
-            src: p.map(|p| addr(p.src)).unwrap_or_default(),
-            dst: p.map(|p| addr(p.dst)).unwrap_or_default(),
-            transport: p.map_or("", |p| p.transport.as_str()),
-            method: None,
-            status: None,
-            verdict: d.verdict.as_str(),
-            reason: d.reason.id(),
-            error: None,
-        });
-    }
+    line: &'l mut Option<&'f mut dyn FnMut(&VerdictLine)>,
 }
 
-fn one(
-    engine: &mut Engine,
-    sides: &Sides,
-    p: &Packet,
-    index: usize,
-    ts: u64,
-    line: &mut Option<&mut dyn FnMut(&VerdictLine)>,
-) {
-    let Some(dir) = sides.direction(p) else {
-        external(
-            engine,
-            line,
-            index,
-            ts,
-            Some(p),
-            Decision::accept(Reason::NotInspected),
-        );
-        return;
-    };
-    match line {
-        None => {
-            engine.decide(p, dir, ts);
-        }
-        Some(l) => {
-            let mut any = false;
-            let mk = |o: &Outcome| VerdictLine {
-                index,
-                time: ts as f64 / 1e9,
-                direction: dir.as_str(),
-                src: addr(p.src),
-                dst: addr(p.dst),
-                transport: p.transport.as_str(),
-                method: match o.what {
-                    What::Request(m) => Some(m.to_string()),
-                    What::Keepalive => Some("keepalive".into()),
+impl At<'_, '_> {
+    fn emit(
+        &mut self,
+        dir: Option<Direction>,
+        p: Option<&Packet>,
+        what: Option<What>,
+        d: Decision,
+    ) {
+        if let Some(l) = self.line.as_mut() {
+            l(&VerdictLine {
+                index: self.index,
+                time: self.ts as f64 / 1e9,
+                direction: dir.map_or("none", Direction::as_str),
+                src: p.map(|p| p.src.to_string()).unwrap_or_default(),
+                dst: p.map(|p| p.dst.to_string()).unwrap_or_default(),
+                transport: p.map_or("", |p| p.transport.as_str()),
+                method: match what {
+                    Some(What::Request(m)) => Some(m.to_string()),
+                    Some(What::Keepalive) => Some("keepalive".into()),
                     _ => None,
                 },
-                status: match o.what {
-                    What::Response(s) => Some(s),
+                status: match what {
+                    Some(What::Response(s)) => Some(s),
                     _ => None,
                 },
-                verdict: o.decision.verdict.as_str(),
-                reason: o.decision.reason.id(),
-                error: o.decision.error.map(|e| e.describe()),
-            };
-            let d = engine.decide_with(p, dir, ts, &mut |o| {
-                any = true;
-                l(&mk(o));
+                verdict: d.verdict.as_str(),
+                reason: d.reason.id(),
+                error: d.error.map(|e| e.describe()),
             });
-            if !any {
-                l(&VerdictLine {
-                    index,
-                    time: ts as f64 / 1e9,
-                    direction: dir.as_str(),
-                    src: addr(p.src),
-                    dst: addr(p.dst),
-                    transport: p.transport.as_str(),
-                    method: None,
-                    status: None,
-                    verdict: if dir == Direction::FromPbx {
-                        Verdict::Observe.as_str()
-                    } else {
-                        d.verdict.as_str()
-                    },
-                    reason: d.reason.id(),
-                    error: None,
-                });
-            }
         }
     }
-}
 
-/// `addr:port`, IPv6 in brackets.
-pub fn addr(a: SocketAddr) -> String {
-    a.to_string()
+    /// A packet the driver answers itself (inline it would never reach the engine).
+    fn external(&mut self, engine: &mut Engine, p: Option<&Packet>, reason: Reason) {
+        let d = Decision::accept(reason);
+        engine.count_external(&d);
+        self.emit(None, p, None, d);
+    }
+
+    fn judge(&mut self, engine: &mut Engine, sides: &Sides, p: &Packet) {
+        let Some(dir) = sides.direction(p) else {
+            self.external(engine, Some(p), Reason::NotInspected);
+            return;
+        };
+        if self.line.is_none() {
+            engine.decide(p, dir, self.ts);
+            return;
+        }
+        let mut any = false;
+        let d = engine.decide_with(p, dir, self.ts, &mut |o: &Outcome| {
+            any = true;
+            self.emit(Some(dir), Some(p), Some(o.what), o.decision);
+        });
+        if !any {
+            self.emit(Some(dir), Some(p), None, d);
+        }
+    }
 }
