@@ -37,7 +37,8 @@ pub enum HeaderName {
 }
 
 impl HeaderName {
-    /// Normalises a header name (already trimmed). Case-insensitive; compact forms map to their long names.
+    /// Normalises a header name: a token, as `HeaderIter` yields it (the fast comparison relies
+    /// on that). Case-insensitive; compact forms map to their long names.
     pub fn from_bytes(name: &[u8]) -> HeaderName {
         use HeaderName::*;
         if name.len() == 1 {
@@ -63,45 +64,76 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        const LONG: &[(&[u8], HeaderName)] = &[
-            (b"call-id", CallId),
-            (b"contact", Contact),
-            (b"content-encoding", ContentEncoding),
-            (b"content-length", ContentLength),
-            (b"content-type", ContentType),
-            (b"from", From),
-            (b"subject", Subject),
-            (b"supported", Supported),
-            (b"to", To),
-            (b"via", Via),
-            (b"cseq", CSeq),
-            (b"user-agent", UserAgent),
-            (b"authorization", Authorization),
-            (b"proxy-authorization", ProxyAuthorization),
-            (b"event", Event),
-            (b"refer-to", ReferTo),
-            (b"accept-contact", AcceptContact),
-            (b"referred-by", ReferredBy),
-            (b"reject-contact", RejectContact),
-            (b"request-disposition", RequestDisposition),
-            (b"session-expires", SessionExpires),
-            (b"identity", Identity),
-            (b"allow", Allow),
-            (b"max-forwards", MaxForwards),
-            (b"expires", Expires),
-            (b"route", Route),
-            (b"record-route", RecordRoute),
-            (b"server", Server),
-            (b"www-authenticate", WwwAuthenticate),
-            (b"proxy-authenticate", ProxyAuthenticate),
-        ];
-        for (n, h) in LONG {
-            if n.len() == name.len() && n.eq_ignore_ascii_case(name) {
+        // Dispatch on length: at most three comparisons for any name.
+        let candidates: &[(&[u8], HeaderName)] = match name.len() {
+            2 => &[(b"to", To)],
+            3 => &[(b"via", Via)],
+            4 => &[(b"from", From), (b"cseq", CSeq)],
+            5 => &[(b"allow", Allow), (b"event", Event), (b"route", Route)],
+            6 => &[(b"server", Server)],
+            7 => &[
+                (b"call-id", CallId),
+                (b"contact", Contact),
+                (b"expires", Expires),
+            ],
+            8 => &[(b"identity", Identity), (b"refer-to", ReferTo)],
+            9 => &[(b"supported", Supported)],
+            10 => &[(b"user-agent", UserAgent)],
+            11 => &[(b"referred-by", ReferredBy)],
+            12 => &[
+                (b"content-type", ContentType),
+                (b"max-forwards", MaxForwards),
+                (b"record-route", RecordRoute),
+            ],
+            13 => &[(b"authorization", Authorization)],
+            14 => &[
+                (b"content-length", ContentLength),
+                (b"accept-contact", AcceptContact),
+                (b"reject-contact", RejectContact),
+            ],
+            15 => &[(b"session-expires", SessionExpires)],
+            16 => &[
+                (b"content-encoding", ContentEncoding),
+                (b"www-authenticate", WwwAuthenticate),
+            ],
+            18 => &[(b"proxy-authenticate", ProxyAuthenticate)],
+            19 => &[
+                (b"proxy-authorization", ProxyAuthorization),
+                (b"request-disposition", RequestDisposition),
+            ],
+            _ => &[],
+        };
+        for (n, h) in candidates {
+            if eq_lower_token(name, n) {
                 return *h;
             }
         }
         Other
     }
+}
+
+/// `name` (token characters) equals `lower` (lowercase) ignoring ASCII case, eight bytes at a
+/// time. OR-ing 0x20 lowercases letters; among token characters it turns no other byte into a
+/// letter ('_' becomes DEL, the rest already have the bit), so the comparison is exact.
+#[inline]
+fn eq_lower_token(name: &[u8], lower: &[u8]) -> bool {
+    if name.len() != lower.len() {
+        return false;
+    }
+    const MASK: u64 = 0x2020_2020_2020_2020;
+    let mut a = name.chunks_exact(8);
+    let mut b = lower.chunks_exact(8);
+    for (x, y) in (&mut a).zip(&mut b) {
+        let x = u64::from_le_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(y.try_into().expect("8 bytes"));
+        if x | MASK != y | MASK {
+            return false;
+        }
+    }
+    a.remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(x, y)| x | 0x20 == y | 0x20)
 }
 
 #[cfg(test)]
@@ -124,6 +156,11 @@ mod tests {
             (b"user-AGENT", UserAgent),
             (b"cseq", CSeq),
             (b"X-Foo", Other),
+            (b"Proxy-Authorization", ProxyAuthorization),
+            (b"WWW-Authenticate", WwwAuthenticate),
+            (b"Record-Route", RecordRoute),
+            (b"Request-Disposition", RequestDisposition),
+            (b"Content-Lengthx", Other),
         ] {
             assert_eq!(
                 HeaderName::from_bytes(n),

@@ -218,32 +218,26 @@ pub struct Header<'a> {
     pub value: &'a [u8],
 }
 
-/// Walks a header block line by line; a line starting with SP/HT continues the previous header.
+/// Walks header lines until the empty line that ends them; a line starting with SP/HT
+/// continues the previous header. One pass: line ends, the colon and folds are found together.
 pub struct HeaderIter<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Where the body starts (relative to the iterated bytes), once the empty line was met.
+    body_start: Option<usize>,
+    /// The last line read ran into the end of the buffer (a stream may bring the rest).
+    cut: bool,
 }
 
 impl<'a> HeaderIter<'a> {
-    pub fn new(block: &'a [u8]) -> Self {
-        HeaderIter { buf: block, pos: 0 }
-    }
-}
-
-/// End of the line starting at `pos` (index of '\n' or buf.len()), and the end of its content (before CR).
-#[inline]
-fn line_end(buf: &[u8], pos: usize) -> (usize, usize) {
-    match memchr::memchr(b'\n', &buf[pos..]) {
-        Some(off) => {
-            let nl = pos + off;
-            let content_end = if nl > pos && buf[nl - 1] == b'\r' {
-                nl - 1
-            } else {
-                nl
-            };
-            (nl, content_end)
+    /// Iterates the header lines at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        HeaderIter {
+            buf,
+            pos: 0,
+            body_start: None,
+            cut: false,
         }
-        None => (buf.len(), buf.len()),
     }
 }
 
@@ -252,37 +246,63 @@ impl<'a> Iterator for HeaderIter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let buf = self.buf;
-        if self.pos >= buf.len() {
-            return None;
-        }
         let start = self.pos;
-        let (mut nl, mut end) = line_end(buf, start);
-        if matches!(buf[start], b' ' | b'\t') {
-            // A fold with no header before it.
+        match buf.get(start..) {
+            None | Some([]) => return None,
+            Some([b'\n', ..]) => {
+                self.body_start = Some(start + 1);
+                self.pos = buf.len();
+                return None;
+            }
+            Some([b'\r', b'\n', ..]) => {
+                self.body_start = Some(start + 2);
+                self.pos = buf.len();
+                return None;
+            }
+            Some([b'\r']) => {
+                self.cut = true;
+                self.pos = buf.len();
+                return None;
+            }
+            _ => {}
+        }
+        // field-name = token, optional whitespace, ':'
+        let mut i = start;
+        while i < buf.len() && chars::token(buf[i]) {
+            i += 1;
+        }
+        let name = &buf[start..i];
+        while i < buf.len() && matches!(buf[i], b' ' | b'\t') {
+            i += 1;
+        }
+        if name.is_empty() || buf.get(i) != Some(&b':') {
+            // A fold with nothing before it, a line without a colon, a bad name.
+            self.cut = memchr::memchr(b'\n', &buf[start..]).is_none();
             self.pos = buf.len();
             return Some(Err(ParseError::BadHeaderLine));
         }
-        // Join continuation lines.
-        while nl + 1 < buf.len() && matches!(buf[nl + 1], b' ' | b'\t') {
-            let (n2, e2) = line_end(buf, nl + 1);
-            nl = n2;
-            end = e2;
+        let vstart = i + 1;
+        // The value runs to the line end, across folds.
+        let mut nl = vstart;
+        loop {
+            match memchr::memchr(b'\n', &buf[nl..]) {
+                Some(o) => nl += o,
+                None => {
+                    self.cut = true;
+                    nl = buf.len();
+                    break;
+                }
+            }
+            if !matches!(buf.get(nl + 1), Some(b' ' | b'\t')) {
+                break;
+            }
+            nl += 1;
         }
         self.pos = nl + 1;
-        let line = &buf[start..end];
-        let Some(colon) = memchr::memchr(b':', line) else {
-            self.pos = buf.len();
-            return Some(Err(ParseError::BadHeaderLine));
-        };
-        let name = chars::trim_lws(&line[..colon]);
-        if !chars::is_token(name) || matches!(line[0], b' ' | b'\t') {
-            self.pos = buf.len();
-            return Some(Err(ParseError::BadHeaderLine));
-        }
         Some(Ok(Header {
             name,
             kind: HeaderName::from_bytes(name),
-            value: chars::trim_lws(&line[colon + 1..]),
+            value: chars::trim_lws(&buf[vstart..nl]),
         }))
     }
 }
@@ -301,37 +321,8 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
         first_nl
     };
     let start = parse_start_line(&buf[..line_end_ix])?;
-
-    // Find the empty line that ends the headers: "\n\r\n" or "\n\n".
     let hstart = first_nl + 1;
-    let mut pos = hstart;
-    let (block_end, body_start) = loop {
-        if pos >= buf.len() {
-            // A datagram whose headers run to its end (no empty line) has an empty body;
-            // a Content-Length above zero then fails below.
-            match framing {
-                Framing::Stream => return Err(ParseError::Incomplete),
-                Framing::Datagram => break (buf.len(), buf.len()),
-            }
-        }
-        if buf[pos] == b'\n' {
-            break (pos, pos + 1);
-        }
-        if buf[pos] == b'\r' && buf.get(pos + 1) == Some(&b'\n') {
-            break (pos, pos + 2);
-        }
-        if buf[pos] == b'\r' && pos + 1 == buf.len() && framing == Framing::Stream {
-            return Err(ParseError::Incomplete);
-        }
-        match memchr::memchr(b'\n', &buf[pos..]) {
-            Some(off) => pos += off + 1,
-            None => match framing {
-                Framing::Stream => return Err(ParseError::Incomplete),
-                Framing::Datagram => break (buf.len(), buf.len()),
-            },
-        }
-    };
-    let header_block = &buf[hstart..block_end];
+    let stream = framing == Framing::Stream;
 
     let mut from = None;
     let mut to = None;
@@ -341,8 +332,14 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
     let mut user_agent = None;
     let mut authorization = None;
 
-    for h in HeaderIter::new(header_block) {
-        let h = h?;
+    let mut headers = HeaderIter::new(&buf[hstart..]);
+    while let Some(h) = headers.next() {
+        let h = match h {
+            Ok(h) => h,
+            // A stream may not have brought the rest of the line yet.
+            Err(_) if stream && headers.cut => return Err(ParseError::Incomplete),
+            Err(e) => return Err(e),
+        };
         match h.kind {
             HeaderName::From => set_once(&mut from, h.value, Part::From)?,
             HeaderName::To => set_once(&mut to, h.value, Part::To)?,
@@ -352,7 +349,11 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
                 if content_length.is_some() {
                     return Err(ParseError::DuplicateHeader(Part::ContentLength));
                 }
-                content_length = Some(chars::digits(h.value).ok_or(ParseError::BadContentLength)?);
+                content_length = Some(match chars::digits(h.value) {
+                    Some(v) => v,
+                    None if stream && headers.cut => return Err(ParseError::Incomplete),
+                    None => return Err(ParseError::BadContentLength),
+                });
             }
             HeaderName::UserAgent => {
                 user_agent.get_or_insert(h.value);
@@ -363,6 +364,17 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
             _ => {}
         }
     }
+    // Without the empty line a stream waits for more; a datagram's headers ran to its end
+    // (its body is empty, and a Content-Length above zero fails below).
+    let (block_end, body_start) = match headers.body_start {
+        Some(b) => {
+            let blank = if buf[hstart + b - 2] == b'\r' { 2 } else { 1 };
+            (hstart + b - blank, hstart + b)
+        }
+        None if stream => return Err(ParseError::Incomplete),
+        None => (buf.len(), buf.len()),
+    };
+    let header_block = &buf[hstart..block_end];
 
     let from = parse_name_addr(
         from.ok_or(ParseError::MissingHeader(Part::From))?,
