@@ -1,3 +1,6 @@
+//! A fixed parse loop for `valgrind --tool=callgrind` (instruction counts are repeatable on a
+//! noisy machine, unlike time): `cargo build --release --example callgrind_parse`.
+
 fn main() {
     let d = "sip.example.com";
     let msg = format!(
