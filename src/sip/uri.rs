@@ -76,10 +76,13 @@ impl<'a> Uri<'a> {
         } else {
             Scheme::Other
         };
-        if rest.is_empty() || !rest.iter().all(|&b| b > 0x20 && b < 0x7f || b >= 0x80) {
+        if rest.is_empty() {
             return Err(bad);
         }
         if matches!(scheme, Scheme::Tel | Scheme::Other) {
+            if !rest.iter().all(|&b| b > 0x20 && b < 0x7f || b >= 0x80) {
+                return Err(bad);
+            }
             let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
             return Ok(Uri {
                 raw,
@@ -91,18 +94,27 @@ impl<'a> Uri<'a> {
                 headers: &[],
             });
         }
-        // A second '@' makes the userinfo/host split ambiguous: a PBX may read either host.
-        let mut ats = memchr::memchr_iter(b'@', rest);
-        let (user, hostpart) = match (ats.next(), ats.next()) {
-            (None, _) => (None, rest),
-            (Some(at), None) => (Some(&rest[..at]), &rest[at + 1..]),
-            (Some(_), Some(_)) => return Err(ParseError::BadHost(part)),
-        };
-        if let Some(u) = user {
-            if u.is_empty() || !u.iter().all(|&b| chars::uri_part(b)) {
+        // One pass over the rest: every byte must be allowed in some part of a SIP URI, and
+        // the '@' are counted (a second one makes the userinfo/host split ambiguous: a PBX
+        // may read either host).
+        let mut at = None;
+        let mut ats = 0;
+        for (i, &b) in rest.iter().enumerate() {
+            if b == b'@' {
+                ats += 1;
+                at.get_or_insert(i);
+            } else if !chars::uri_part(b) {
                 return Err(bad);
             }
         }
+        if ats > 1 {
+            return Err(ParseError::BadHost(part));
+        }
+        let (user, hostpart) = match at {
+            None => (None, rest),
+            Some(0) => return Err(bad),
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        };
         let (host, mut i) = parse_host(hostpart).ok_or(ParseError::BadHost(part))?;
         let mut port = None;
         if hostpart.get(i) == Some(&b':') {
@@ -115,27 +127,19 @@ impl<'a> Uri<'a> {
             port = Some(u16::try_from(p).map_err(|_| bad)?);
         }
         let tail = &hostpart[i..];
-        let (params, headers) = match memchr::memchr(b'?', tail) {
-            Some(q) => (&tail[..q], &tail[q..]),
-            None => (tail, &tail[tail.len()..]),
-        };
-        if !params.is_empty() && params[0] != b';' {
-            // Something other than params/headers right after the host: '%', '<', '[', ...
+        if !tail.is_empty() && tail[0] != b';' && tail[0] != b'?' {
+            // Something other than params/headers right after the host: '%', '[', ...
             return Err(ParseError::BadHost(part));
         }
-        if !params.iter().all(|&b| chars::uri_part(b))
-            || !headers.iter().all(|&b| chars::uri_part(b))
-        {
-            return Err(bad);
-        }
+        let q = tail.iter().position(|&b| b == b'?').unwrap_or(tail.len());
         Ok(Uri {
             raw,
             scheme,
             user,
             host: Some(host),
             port,
-            params,
-            headers,
+            params: &tail[..q],
+            headers: &tail[q..],
         })
     }
 
@@ -156,16 +160,24 @@ fn parse_host(s: &[u8]) -> Option<(Host<'_>, usize)> {
         let v6: Ipv6Addr = inner.parse().ok()?;
         return Some((Host::V6(v6), close + 1));
     }
+    // One scan: the name's extent, no empty label, and whether it is all digits and dots.
     let mut i = 0;
+    let mut prev = b'.';
+    let mut numeric = true;
     while i < s.len() && chars::host(s[i]) {
+        let b = s[i];
+        if b == b'.' && prev == b'.' {
+            return None;
+        }
+        numeric &= b.is_ascii_digit() || b == b'.';
+        prev = b;
         i += 1;
     }
     let name = &s[..i];
-    if name.is_empty() || name[0] == b'.' || name[0] == b'-' || name.windows(2).any(|w| w == b"..")
-    {
+    if name.is_empty() || name[0] == b'-' {
         return None;
     }
-    if name.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+    if numeric {
         // All digits and dots: an IPv4 address or nothing (no top label is all digits).
         let v4: Ipv4Addr = std::str::from_utf8(name).ok()?.parse().ok()?;
         return Some((Host::V4(v4), i));
