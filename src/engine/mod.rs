@@ -503,15 +503,20 @@ impl Engine {
                 }
             }
             StartLine::Response { status, .. } => {
-                let txn = self.tables.take_txn(m, status >= 200);
-                let is_register = m.cseq.method == Method::Register;
-                let failed = match (&txn, status) {
-                    (Some(t), 401 | 407 | 403) if t.had_auth => !is_stale(m),
-                    (_, 403 | 404) => is_register,
+                let k = self.tables.txn_key(m);
+                let had_auth = self.tables.txn(k).is_some_and(|t| t.had_auth);
+                let failed = match status {
+                    401 | 407 | 403 if had_auth => !is_stale(m),
+                    403 | 404 => m.cseq.method == Method::Register,
                     _ => false,
                 };
                 if failed {
+                    // Copied only here: most answers are not failures.
+                    let txn = self.tables.txn(k).copied();
                     self.record_failure(m, txn.as_ref(), peer, now);
+                }
+                if status >= 200 {
+                    self.tables.forget_txn(k);
                 }
             }
         }

@@ -82,7 +82,7 @@ impl Tables {
     }
 
     /// Transaction key: Call-ID, CSeq number and CSeq method (what a response repeats).
-    fn txn_key(&self, m: &Message) -> u64 {
+    pub fn txn_key(&self, m: &Message) -> u64 {
         let mut h = self.hasher.build_hasher();
         m.call_id.hash(&mut h);
         m.cseq.seq.hash(&mut h);
@@ -113,14 +113,13 @@ impl Tables {
         self.txns.insert(k, t);
     }
 
-    /// The transaction a response answers; removed on a final response.
-    pub fn take_txn(&mut self, m: &Message, is_final: bool) -> Option<Txn> {
-        let k = self.txn_key(m);
-        if is_final {
-            self.txns.remove(&k)
-        } else {
-            self.txns.get(&k).copied()
-        }
+    /// The transaction with key `k` (see [`Tables::txn_key`]), if remembered.
+    pub fn txn(&self, k: u64) -> Option<&Txn> {
+        self.txns.get(&k)
+    }
+
+    pub fn forget_txn(&mut self, k: u64) {
+        self.txns.remove(&k);
     }
 
     pub fn note_pbx_request(&mut self, m: &Message, now: u64) {

@@ -112,30 +112,36 @@ impl HeaderName {
     }
 }
 
-/// `name` (token characters) equals `lower` (lowercase) ignoring ASCII case, eight bytes at a
-/// time. OR-ing 0x20 lowercases letters; among token characters it turns no other byte into a
-/// letter ('_' becomes DEL, the rest already have the bit), so the comparison is exact.
+/// `name` (token characters) equals `lower` (lowercase) ignoring ASCII case, compared in
+/// (possibly overlapping) words. OR-ing 0x20 lowercases letters; among token characters it turns
+/// no other byte into a letter ('_' becomes DEL, the rest already have the bit): exact.
 #[inline]
 fn eq_lower_token(name: &[u8], lower: &[u8]) -> bool {
-    if name.len() != lower.len() {
+    let n = name.len();
+    if n != lower.len() {
         return false;
     }
-    const MASK: u64 = 0x2020_2020_2020_2020;
-    let mut a = name.chunks_exact(8);
-    let mut b = lower.chunks_exact(8);
-    for (x, y) in (&mut a).zip(&mut b) {
-        let x = u64::from_le_bytes(x.try_into().expect("8 bytes"));
-        let y = u64::from_le_bytes(y.try_into().expect("8 bytes"));
-        if x | MASK != y | MASK {
-            return false;
+    fn w4(s: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes")) | 0x2020_2020
+    }
+    fn w8(s: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes")) | 0x2020_2020_2020_2020
+    }
+    match n {
+        0..=3 => name.iter().zip(lower).all(|(x, y)| x | 0x20 == *y),
+        4..=8 => w4(name, 0) == w4(lower, 0) && w4(name, n - 4) == w4(lower, n - 4),
+        _ => {
+            let mut at = 0;
+            while at + 8 < n {
+                if w8(name, at) != w8(lower, at) {
+                    return false;
+                }
+                at += 8;
+            }
+            w8(name, n - 8) == w8(lower, n - 8)
         }
     }
-    a.remainder()
-        .iter()
-        .zip(b.remainder())
-        .all(|(x, y)| x | 0x20 == y | 0x20)
 }
-
 #[cfg(test)]
 mod tests {
     use super::HeaderName::*;
@@ -161,6 +167,9 @@ mod tests {
             (b"Record-Route", RecordRoute),
             (b"Request-Disposition", RequestDisposition),
             (b"Content-Lengthx", Other),
+            (b"Content-Lenhtg", Other),
+            (b"CALL_ID", Other),
+            (b"Suppprted", Other),
         ] {
             assert_eq!(
                 HeaderName::from_bytes(n),

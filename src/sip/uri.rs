@@ -179,10 +179,34 @@ fn parse_host(s: &[u8]) -> Option<(Host<'_>, usize)> {
     }
     if numeric {
         // All digits and dots: an IPv4 address or nothing (no top label is all digits).
-        let v4: Ipv4Addr = std::str::from_utf8(name).ok()?.parse().ok()?;
-        return Some((Host::V4(v4), i));
+        return Some((Host::V4(ipv4(name)?), i));
     }
     Some((Host::Name(name), i))
+}
+
+/// dotted-decimal IPv4 as std reads it (four decimal octets, no leading zeros), without its
+/// generic machinery: hosts in in-dialog requests and scanners' URIs are mostly addresses.
+fn ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&b| b == b'.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+            return None;
+        }
+        let mut v: u16 = 0;
+        for &d in p {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u16::from(d - b'0');
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 #[cfg(test)]
@@ -219,6 +243,28 @@ mod tests {
         // user part may hold ';' and escapes (RFC 4475 semiuri, esc01)
         let u = p("sip:user;par=u%40example.net@example.com").unwrap();
         assert!(u.host.unwrap().is_domain(b"example.com"));
+    }
+
+    /// Oracle: the hand reader agrees with std's on address-like strings.
+    #[test]
+    fn ipv4_agrees_with_std() {
+        let pieces = [
+            "0", "1", "01", "9", "10", "99", "100", "255", "256", "999", "1000", "", "00",
+        ];
+        let mut x: u32 = 7;
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let parts = 3 + (x >> 28) % 3;
+            for k in 0..parts {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if k > 0 {
+                    s.push('.');
+                }
+                s.push_str(pieces[(x >> 16) as usize % pieces.len()]);
+            }
+            assert_eq!(ipv4(s.as_bytes()), s.parse().ok(), "{s}");
+        }
     }
 
     #[test]
