@@ -124,7 +124,7 @@ fn run(cli: Cli) -> Result<i32> {
                 p.pbx.len(),
                 cfg.sources.allow.len(),
                 cfg.sources.deny.len(),
-                p.scanner_count,
+                p.scanner_patterns.len(),
                 p.tiers.len()
             );
             if p.domains.is_empty() {
@@ -202,6 +202,10 @@ fn explain(common: &Common, source: IpAddr, json: bool, file: &PathBuf) -> Resul
         facts.insert("to_tag".into(), m.to.tag.map(lossy).into());
         facts.insert("call_id".into(), lossy(m.call_id).into());
         facts.insert("user_agent".into(), m.user_agent.map(lossy).into());
+        facts.insert(
+            "scanner_pattern".into(),
+            m.user_agent.and_then(|ua| policy.scanner(ua)).into(),
+        );
         facts.insert("has_credentials".into(), m.authorization.is_some().into());
     }
     let out = serde_json::json!({

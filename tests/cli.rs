@@ -43,6 +43,18 @@ fn explain_says_why_a_phone_is_dropped() {
     assert_eq!(v["facts"]["request_uri_host"], "198.18.0.2");
     assert_eq!(v["facts"]["request_uri_host_is_secret"], false);
     assert_eq!(v["facts"]["to_host_is_secret"], true);
+    assert_eq!(v["facts"]["scanner_pattern"], serde_json::Value::Null);
+    let scan = common::request("OPTIONS", "198.18.0.2", "198.18.0.2", "198.18.0.2", "")
+        .replace("Yealink SIP-T46S", "friendly-scanner 0.3");
+    std::fs::write(&f, scan).unwrap();
+    let out = bin()
+        .args(["explain", "--domain", common::DOMAIN, "--json"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert_eq!(v["reason"], "scanner");
+    assert_eq!(v["facts"]["scanner_pattern"], "friendly-scanner");
     // human form, from standard input
     let mut child = bin()
         .args(["explain", "--domain", common::DOMAIN, "-"])

@@ -424,7 +424,7 @@ impl Config {
             other_methods: other,
             other_allowed_only,
             scanners,
-            scanner_count: patterns.len(),
+            scanner_patterns: patterns,
             tiers,
             config: self.clone(),
         })
@@ -444,7 +444,8 @@ pub struct Policy {
     other_methods: Vec<Vec<u8>>,
     other_allowed_only: Vec<Vec<u8>>,
     scanners: AhoCorasick,
-    pub scanner_count: usize,
+    /// The User-Agent patterns, in the matcher's order.
+    pub scanner_patterns: Vec<String>,
     /// Ban tiers sorted by failure count.
     pub tiers: Vec<BanTier>,
     pub config: Config,
@@ -489,13 +490,10 @@ impl Policy {
         }
     }
     /// The scanner pattern a User-Agent matches, if any.
-    pub fn scanner(&self, user_agent: &[u8]) -> Option<usize> {
+    pub fn scanner(&self, user_agent: &[u8]) -> Option<&str> {
         self.scanners
             .find(user_agent)
-            .map(|m| m.pattern().as_usize())
-    }
-    pub fn is_pbx(&self, ip: IpAddr) -> bool {
-        self.pbx.contains(&ip)
+            .map(|m| self.scanner_patterns[m.pattern().as_usize()].as_str())
     }
 }
 
@@ -546,7 +544,10 @@ mod tests {
         assert_eq!(c.method_rule(&Method::Invite), Some(true));
         assert_eq!(c.method_rule(&Method::Message), Some(false));
         assert_eq!(c.method_rule(&Method::Other(b"FOO")), None);
-        assert!(c.scanner(b"Mozilla FRIENDLY-SCANNER 1.0").is_some());
+        assert_eq!(
+            c.scanner(b"Mozilla FRIENDLY-SCANNER 1.0"),
+            Some("friendly-scanner")
+        );
         assert!(c.scanner(b"my evilbot").is_some());
         assert!(c.scanner(b"Yealink SIP-T46S").is_none());
     }
