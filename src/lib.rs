@@ -9,6 +9,7 @@
 pub mod config;
 pub mod engine;
 pub mod gen;
+pub mod inline;
 pub mod net;
 pub mod replay;
 pub mod sip;

@@ -32,6 +32,13 @@ struct Common {
     domains: Vec<String>,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RulesAction {
+    Print,
+    Apply,
+    Remove,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Say, for every SIP message in captures, what sipwall would do inline and why.
@@ -61,6 +68,38 @@ enum Cmd {
         json: bool,
         /// Message file, or - for standard input.
         file: PathBuf,
+    },
+    /// Filter inline: serve NFQUEUE queues in front of the PBX until SIGTERM/SIGINT; SIGHUP
+    /// reloads the config.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// PBX address (repeatable); needed only where sipwall forwards (not on the PBX host).
+        #[arg(long = "pbx")]
+        pbx: Vec<IpAddr>,
+        /// Queue range A:B (one worker each), or one queue number.
+        #[arg(long, default_value = "0")]
+        queues: String,
+        /// Install sipwall's kernel rules at start and remove them at stop.
+        #[arg(long)]
+        apply_rules: bool,
+        /// With --apply-rules: drop SIP while sipwall is not running (default: let it through).
+        #[arg(long)]
+        fail_closed: bool,
+        /// Judge and log everything, drop nothing; report what would have been dropped.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print, apply or remove the kernel rules that queue SIP to sipwall.
+    Rules {
+        #[arg(value_enum)]
+        action: RulesAction,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "0")]
+        queues: String,
+        #[arg(long)]
+        fail_closed: bool,
     },
     /// Write a synthetic mixed capture (phones, PBX answers, scanners, a password guesser).
     Gen {
@@ -129,6 +168,32 @@ fn run(cli: Cli) -> Result<i32> {
             );
             if p.domains.is_empty() {
                 println!("warning: no secret domain: every out-of-dialog request will be dropped as no-secret-domain");
+            }
+            Ok(0)
+        }
+        Cmd::Run {
+            common,
+            pbx,
+            queues,
+            apply_rules,
+            fail_closed,
+            dry_run,
+        } => run_inline(&common, &pbx, &queues, apply_rules, fail_closed, dry_run),
+        Cmd::Rules {
+            action,
+            config,
+            queues,
+            fail_closed,
+        } => {
+            let cfg = match &config {
+                Some(p) => Config::load(p)?,
+                None => Config::default(),
+            };
+            let rules = kernel_rules(&cfg, &queues, fail_closed)?;
+            match action {
+                RulesAction::Print => print!("{}", rules.script()),
+                RulesAction::Apply => rules.apply()?,
+                RulesAction::Remove => sipwall::inline::rules::remove()?,
             }
             Ok(0)
         }
@@ -378,4 +443,137 @@ fn replay_cmd(
         );
     }
     Ok(0)
+}
+
+fn parse_queues(s: &str) -> Result<(u16, u16)> {
+    let (a, b) = s.split_once(':').unwrap_or((s, s));
+    let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
+    if a > b {
+        bail!("--queues {s}: the first queue is above the last");
+    }
+    Ok((a, b))
+}
+
+fn kernel_rules(
+    cfg: &Config,
+    queues: &str,
+    fail_closed: bool,
+) -> Result<sipwall::inline::rules::Rules> {
+    let (first_queue, last_queue) = parse_queues(queues)?;
+    Ok(sipwall::inline::rules::Rules {
+        udp_ports: cfg.sip.udp_ports.clone(),
+        tcp_ports: cfg.sip.tcp_ports.clone(),
+        first_queue,
+        last_queue,
+        fail_closed,
+    })
+}
+
+fn run_inline(
+    common: &Common,
+    pbx: &[IpAddr],
+    queues: &str,
+    apply_rules: bool,
+    fail_closed: bool,
+    dry_run: bool,
+) -> Result<i32> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use std::sync::atomic::Ordering;
+    let policy = load(common, pbx)?;
+    if policy.domains.is_empty() {
+        bail!("no secret domain: give --domain or sip.domains (every out-of-dialog request would be dropped)");
+    }
+    let rules = kernel_rules(&policy.config, queues, fail_closed)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
+    let ctl = sipwall::inline::Control::new(Arc::new(policy));
+    let mut workers = Vec::new();
+    for q in rules.first_queue..=rules.last_queue {
+        let ctl = ctl.clone();
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("queue-{q}"))
+                .spawn(move || sipwall::inline::worker(q, ctl, dry_run))?,
+        );
+    }
+    // Queues are bound before traffic is sent to them.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    if apply_rules {
+        rules.apply()?;
+    }
+    eprintln!(
+        "sipwall: filtering on queue(s) {queues}{}{}",
+        if apply_rules { ", rules applied" } else { "" },
+        if dry_run {
+            ", dry run (nothing is dropped)"
+        } else {
+            ""
+        }
+    );
+    'serve: loop {
+        for sig in signals.pending() {
+            match sig {
+                SIGHUP => match load(common, pbx) {
+                    Ok(p) if !p.domains.is_empty() => {
+                        ctl.reload(Arc::new(p));
+                        eprintln!("sipwall: config reloaded");
+                    }
+                    Ok(_) => eprintln!(
+                        "sipwall: reload refused: no secret domain; keeping the old config"
+                    ),
+                    Err(e) => eprintln!("sipwall: reload failed, keeping the old config: {e:#}"),
+                },
+                _ => break 'serve,
+            }
+        }
+        if workers.iter().any(|w| w.is_finished()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Stop queueing first, then let the workers answer what is still queued.
+    if apply_rules {
+        if let Err(e) = sipwall::inline::rules::remove() {
+            eprintln!("sipwall: removing rules: {e:#}");
+        }
+    }
+    ctl.stop.store(true, Ordering::Release);
+    let mut total = sipwall::engine::Counters::default();
+    let mut would = sipwall::engine::Counters::default();
+    let mut failed = None;
+    for w in workers {
+        match w.join() {
+            Ok(Ok(r)) => {
+                total.merge(&r.counters);
+                would.merge(&r.would_drop);
+            }
+            Ok(Err(e)) => failed = Some(e),
+            Err(_) => failed = Some(anyhow::anyhow!("a worker panicked")),
+        }
+    }
+    println!(
+        "accepted: {}  dropped: {}  observed: {}",
+        total.accepted, total.dropped, total.observed
+    );
+    for (r, n) in total.reasons() {
+        println!("  {r:<22} {n}");
+    }
+    if dry_run {
+        println!("would have dropped: {}", would.dropped);
+        for (r, n) in would.reasons() {
+            println!("  {r:<22} {n}");
+        }
+    }
+    for b in ctl.shared.list() {
+        println!(
+            "banned {} {} ({} failures, users {})",
+            b.source,
+            b.tier,
+            b.evidence.failures,
+            b.evidence.users.join(",")
+        );
+    }
+    match failed {
+        Some(e) => Err(e.context("worker failed")),
+        None => Ok(0),
+    }
 }

@@ -99,25 +99,7 @@ fn committed_real_capture_gets_the_expected_verdicts() {
 /// Makes the capture afresh with the real tools. Needs root and the peers; CI has both.
 #[test]
 fn fresh_capture_from_real_peers_gets_the_expected_verdicts() {
-    let have = |c: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {c}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    let tools = ["kamailio", "sipp", "svmap", "tcpdump", "ip"]
-        .iter()
-        .all(|t| have(t));
-    if !(root && tools) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run this test: root={root}, peers installed={tools}"
-        );
-        eprintln!("skipped: needs root and kamailio, sipp, sipvicious, tcpdump (run as CI does: bash .ci/run)");
+    if !can_run_peers(&["tcpdump"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -136,4 +118,92 @@ fn fresh_capture_from_real_peers_gets_the_expected_verdicts() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("kamailio registrations: 3"), "{log}");
     check(&pcap);
+}
+
+/// Facts `tests/e2e/inline.sh` prints as key=value lines.
+fn facts(out: &std::process::Output) -> std::collections::HashMap<String, String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn can_run_peers(extra: &[&str]) -> bool {
+    let have = |c: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let tools = ["kamailio", "sipp", "svmap", "ip"]
+        .iter()
+        .chain(extra)
+        .all(|t| have(t));
+    if !(root && tools) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test: root={root}, peers installed={tools}"
+        );
+        eprintln!("skipped: needs root and kamailio, sipp, sipvicious, {extra:?} (run as CI does: bash .ci/run)");
+    }
+    root && tools
+}
+
+/// sipwall inline (NFQUEUE) in front of kamailio: phones register, sipvicious gets nothing
+/// through, a guesser is banned after the configured failures, kill -9 fails open, a restart
+/// filters again, SIGTERM removes the rules, --dry-run drops nothing. Counted from kamailio's log.
+#[test]
+fn inline_in_front_of_kamailio_against_real_tools() {
+    if !can_run_peers(&["iptables"]) {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/inline.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_sipwall"))
+        .output()
+        .unwrap();
+    let f = facts(&out);
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    let get = |k: &str| {
+        f.get(k)
+            .unwrap_or_else(|| panic!("{k} missing: {log}"))
+            .as_str()
+    };
+    assert_eq!(
+        get("phone_runs_ok"),
+        "2",
+        "every phone registration succeeds: {log}"
+    );
+    assert_eq!(get("registrations_at_pbx"), "3", "{log}");
+    assert_eq!(get("attacker_requests_at_pbx"), "0", "{log}");
+    assert_eq!(
+        get("guesser_failures_at_pbx"),
+        "2",
+        "banned after 2 failures (tier 1): {log}"
+    );
+    assert_ne!(
+        get("attacker_requests_after_kill"),
+        "0",
+        "kill -9 fails open: {log}"
+    );
+    assert_eq!(get("attacker_requests_after_restart"), "0", "{log}");
+    assert_eq!(get("phone_after_restart"), "ok", "{log}");
+    assert_eq!(get("rules_left_after_stop"), "0", "{log}");
+    assert_ne!(
+        get("attacker_requests_in_dry_run"),
+        "0",
+        "dry run drops nothing: {log}"
+    );
+    assert_ne!(get("dry_run_would_drop"), "0", "{log}");
 }

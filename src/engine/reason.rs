@@ -162,6 +162,18 @@ impl Counters {
             Verdict::Observe => self.observed += 1,
         }
     }
+    /// Adds another worker's counts.
+    pub fn merge(&mut self, o: &Counters) {
+        for (a, b) in self.by_reason.iter_mut().zip(&o.by_reason) {
+            *a += b;
+        }
+        self.accepted += o.accepted;
+        self.dropped += o.dropped;
+        self.observed += o.observed;
+        self.messages += o.messages;
+        self.auth_failures += o.auth_failures;
+        self.bans += o.bans;
+    }
     pub fn get(&self, r: Reason) -> u64 {
         self.by_reason[r as usize]
     }

@@ -1,0 +1,174 @@
+//! The kernel rules that send SIP to sipwall: iptables and ip6tables (nft backend) rules in
+//! sipwall's own chains, so others' rules are never touched, applied idempotently.
+//!
+//! Packets arriving for the PBX's SIP ports (INPUT) and those it sends from them (OUTPUT) go
+//! to the same NFQUEUE range: the symmetric `--queue-balance` hash keeps both directions of a
+//! flow on one queue. `--queue-bypass` lets traffic through while no sipwall listens (the
+//! default: a crashed filter must not take the PBX down); `fail_closed` drops it instead.
+//! The conntrack match (all states) turns conntrack on in the namespace, so IP fragments
+//! are reassembled before the queue and a large INVITE arrives whole.
+
+use std::process::Command;
+
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub udp_ports: Vec<u16>,
+    pub tcp_ports: Vec<u16>,
+    pub first_queue: u16,
+    pub last_queue: u16,
+    pub fail_closed: bool,
+}
+
+const IN_CHAIN: &str = "SIPWALL_IN";
+const OUT_CHAIN: &str = "SIPWALL_OUT";
+const TOOLS: [&str; 2] = ["iptables", "ip6tables"];
+
+impl Rules {
+    fn target(&self) -> Vec<String> {
+        let mut t = vec!["-j".into(), "NFQUEUE".into()];
+        if self.first_queue == self.last_queue {
+            t.extend(["--queue-num".into(), self.first_queue.to_string()]);
+        } else {
+            t.extend([
+                "--queue-balance".into(),
+                format!("{}:{}", self.first_queue, self.last_queue),
+            ]);
+        }
+        if !self.fail_closed {
+            t.push("--queue-bypass".into());
+        }
+        t
+    }
+
+    /// The rules of one chain, as iptables arguments (after the tool name).
+    fn chain_rules(&self, chain: &str, port_flag: &str) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for (proto, ports) in [("udp", &self.udp_ports), ("tcp", &self.tcp_ports)] {
+            for port in ports {
+                let mut r: Vec<String> = ["-A", chain, "-p", proto, port_flag, &port.to_string()]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                r.extend(
+                    [
+                        "-m",
+                        "conntrack",
+                        "--ctstate",
+                        "NEW,ESTABLISHED,RELATED,INVALID,UNTRACKED",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string()),
+                );
+                r.extend(self.target());
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// Every command `apply` runs, for `rules print`.
+    pub fn script(&self) -> String {
+        let mut s = String::new();
+        for tool in TOOLS {
+            for (chain, hook, flag) in [
+                (IN_CHAIN, "INPUT", "--dport"),
+                (OUT_CHAIN, "OUTPUT", "--sport"),
+            ] {
+                s += &format!("{tool} -w -N {chain} 2>/dev/null || {tool} -w -F {chain}\n");
+                for r in self.chain_rules(chain, flag) {
+                    s += &format!("{tool} -w {}\n", r.join(" "));
+                }
+                s += &format!("{tool} -w -C {hook} -j {chain} 2>/dev/null || {tool} -w -I {hook} 1 -j {chain}\n");
+            }
+        }
+        s
+    }
+
+    /// Creates (or refreshes) sipwall's chains and hooks them in first. Idempotent.
+    pub fn apply(&self) -> anyhow::Result<()> {
+        for tool in TOOLS {
+            for (chain, hook, flag) in [
+                (IN_CHAIN, "INPUT", "--dport"),
+                (OUT_CHAIN, "OUTPUT", "--sport"),
+            ] {
+                if !ok(tool, &["-w", "-N", chain]) {
+                    run(tool, &["-w", "-F", chain])?;
+                }
+                for r in self.chain_rules(chain, flag) {
+                    let mut args = vec!["-w".to_string()];
+                    args.extend(r);
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    run(tool, &args)?;
+                }
+                if !ok(tool, &["-w", "-C", hook, "-j", chain]) {
+                    run(tool, &["-w", "-I", hook, "1", "-j", chain])?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unhooks and deletes sipwall's chains; does nothing where they are absent.
+pub fn remove() -> anyhow::Result<()> {
+    for tool in TOOLS {
+        for (chain, hook) in [(IN_CHAIN, "INPUT"), (OUT_CHAIN, "OUTPUT")] {
+            while ok(tool, &["-w", "-D", hook, "-j", chain]) {}
+            if ok(tool, &["-w", "-F", chain]) {
+                run(tool, &["-w", "-X", chain])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ok(tool: &str, args: &[&str]) -> bool {
+    Command::new(tool)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run(tool: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {tool}: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{tool} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_queues_both_directions_with_bypass() {
+        let r = Rules {
+            udp_ports: vec![5060],
+            tcp_ports: vec![5060],
+            first_queue: 0,
+            last_queue: 1,
+            fail_closed: false,
+        };
+        let s = r.script();
+        assert!(s.contains("iptables -w -A SIPWALL_IN -p udp --dport 5060 -m conntrack"));
+        assert!(s.contains("ip6tables -w -A SIPWALL_OUT -p tcp --sport 5060"));
+        assert!(s.contains("-j NFQUEUE --queue-balance 0:1 --queue-bypass"));
+        assert!(s.contains("iptables -w -C INPUT -j SIPWALL_IN 2>/dev/null || iptables -w -I INPUT 1 -j SIPWALL_IN"));
+        let closed = Rules {
+            fail_closed: true,
+            last_queue: 0,
+            ..r
+        };
+        assert!(closed.script().contains("-j NFQUEUE --queue-num 0\n"));
+    }
+}

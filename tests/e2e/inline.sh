@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# sipwall inline in front of kamailio, against real phones and real attack tools, in network
+# namespaces. Prints key=value facts counted from kamailio's own log; tests/real.rs asserts them.
+#
+#   sudo tests/e2e/inline.sh path/to/sipwall
+#
+# Needs: kamailio sip-tester sipvicious iptables iproute2 (Debian package names).
+sipwall=$(realpath "${1:?usage: inline.sh path/to/sipwall}")
+source "$(dirname "$0")/lib.sh"
+lan_up
+kamailio_up
+
+sipwall_up() { # extra args...
+  ip netns exec "$ns-pbx" "$sipwall" run --domain sip.example.com --apply-rules "$@" >"$run/sipwall.out" 2>"$run/sipwall.err" &
+  sw=$!
+  pids+=($sw)
+  sleep 1
+}
+sipwall_stop() { kill -TERM "$sw"; wait "$sw" || true; }
+
+# 1. Filtering: phones register, sipvicious gets nothing through, the guesser is banned.
+sipwall_up
+ok=0
+sipp_run phone "$run/phone.xml" 100 secret100 u1 2 && ok=$((ok + 1))
+sipp_run phone "$run/phone.xml" 101 secret101 t1 1 && ok=$((ok + 1))
+echo "phone_runs_ok=$ok"
+sipvicious_run
+echo "attacker_requests_at_pbx=$(pbx_saw 198.18.0.66)"
+sipp_run guess "$run/guess.xml" 100 wrong u1 6 || true
+echo "guesser_failures_at_pbx=$(pbx_count 'AUTH FAIL: wrong password user=100 from 198.18.0.77')"
+echo "registrations_at_pbx=$(pbx_count REGISTERED)"
+
+# 2. kill -9: the rules stay, --queue-bypass lets traffic through.
+kill -9 "$sw"; wait "$sw" 2>/dev/null || true
+before=$(pbx_saw 198.18.0.66)
+ip netns exec "$ns-atk" timeout 10 svmap -p5060 198.18.0.2 >/dev/null 2>&1 || true
+echo "attacker_requests_after_kill=$(( $(pbx_saw 198.18.0.66) - before ))"
+
+# 3. Restart: filtering resumes (rules re-applied idempotently); then a clean stop.
+sipwall_up
+before=$(pbx_saw 198.18.0.66)
+ip netns exec "$ns-atk" timeout 10 svmap -p5060 198.18.0.2 >/dev/null 2>&1 || true
+echo "attacker_requests_after_restart=$(( $(pbx_saw 198.18.0.66) - before ))"
+sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "phone_after_restart=ok" || echo "phone_after_restart=failed"
+sipwall_stop
+echo "rules_left_after_stop=$(ip netns exec "$ns-pbx" iptables -S | grep -c SIPWALL || true)"
+
+# 4. --dry-run: nothing dropped, would-drops reported.
+sipwall_up --dry-run
+before=$(pbx_saw 198.18.0.66)
+ip netns exec "$ns-atk" timeout 10 svmap -p5060 198.18.0.2 >/dev/null 2>&1 || true
+echo "attacker_requests_in_dry_run=$(( $(pbx_saw 198.18.0.66) - before ))"
+sipwall_stop
+echo "dry_run_would_drop=$(sed -n 's/^would have dropped: //p' "$run/sipwall.out")"

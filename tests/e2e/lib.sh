@@ -1,0 +1,62 @@
+# Shared by the end-to-end scripts: a LAN of network namespaces in 198.18.0.0/24 (pbx .2,
+# phone .10, attacker .66, guesser .77), kamailio as the PBX, SIPp clients. Everything is
+# bounded in time and removed on exit. Source it; it sets $run (scratch dir) and $ns.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+run=$(mktemp -d)
+ns="sw$$"
+pids=()
+
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for h in pbx phone atk guess br; do ip netns del "$ns-$h" 2>/dev/null || true; done
+  rm -rf "$run"
+}
+trap cleanup EXIT
+
+lan_up() {
+  ip netns add "$ns-br"
+  ip -n "$ns-br" link add br0 type bridge
+  ip -n "$ns-br" link set br0 up
+  local -A addr=([pbx]=198.18.0.2 [phone]=198.18.0.10 [atk]=198.18.0.66 [guess]=198.18.0.77)
+  for h in pbx phone atk guess; do
+    ip netns add "$ns-$h"
+    ip link add "v$h$$" type veth peer name eth0 netns "$ns-$h"
+    ip link set "v$h$$" netns "$ns-br"
+    ip -n "$ns-br" link set "v$h$$" master br0 up
+    ip -n "$ns-$h" addr add "${addr[$h]}/24" dev eth0
+    ip -n "$ns-$h" link set eth0 up
+    ip -n "$ns-$h" link set lo up
+  done
+}
+
+kamailio_up() {
+  ip netns exec "$ns-pbx" kamailio -f "$here/kamailio.cfg" -DD -E -P "$run/kamailio.pid" -Y "$run" >"$run/kamailio.out" 2>"$run/kamailio.log" &
+  pids+=($!)
+  sleep 2
+  sed 's/\[final\]/200/' "$here/register.xml" > "$run/phone.xml"
+  sed 's/\[final\]/403/' "$here/register.xml" > "$run/guess.xml"
+  export HOME="$run/home"
+  mkdir -p "$HOME"
+  printf 'password\n123456\nsecret\n' > "$run/words"
+}
+
+# sipp_run HOST SCENARIO USER PASSWORD TRANSPORT COUNT: exit 0 when every call succeeded.
+sipp_run() {
+  ip netns exec "$ns-$1" timeout 20 sipp 198.18.0.2:5060 -sf "$2" -key domain "${DOMAIN:-sip.example.com}" -key user "$3" \
+    -au "$3" -ap "$4" -t "$5" -m "$6" -r 5 -timeout 15 -nostdin -trace_err -error_file "$run/sipp-$1.err" \
+    >"$run/sipp-$1.out" 2>&1
+}
+
+# The attacker, by IP, as sipvicious does it (each bounded; they may fail when blocked).
+sipvicious_run() {
+  ip netns exec "$ns-atk" timeout 15 svmap -p5060 198.18.0.2 >/dev/null 2>&1 || true
+  ip netns exec "$ns-atk" timeout 15 svwar -e100-103 -p5060 --force 198.18.0.2 >/dev/null 2>&1 || true
+  ip netns exec "$ns-atk" timeout 10 svcrack -u 100 -d "$run/words" -p5060 198.18.0.2 >/dev/null 2>&1 || true
+}
+
+# Requests kamailio logged from an address.
+pbx_saw() { grep -c "REQ .* src=$1:" "$run/kamailio.log" || true; }
+pbx_count() { grep -c "$1" "$run/kamailio.log" || true; }
