@@ -156,7 +156,8 @@ fn can_run_peers(extra: &[&str]) -> bool {
 
 /// sipwall inline (NFQUEUE) in front of kamailio: phones register, sipvicious gets nothing
 /// through, a guesser is banned after the configured failures, kill -9 fails open, a restart
-/// filters again, SIGTERM removes the rules, --dry-run drops nothing. Counted from kamailio's log.
+/// filters again, SIGTERM removes the rules, --dry-run drops nothing, SIGHUP reloads (and a
+/// broken file keeps the config in force). Counted from kamailio's log.
 #[test]
 fn inline_in_front_of_kamailio_against_real_tools() {
     if !can_run_peers(&["iptables"]) {
@@ -206,4 +207,8 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "dry run drops nothing: {log}"
     );
     assert_ne!(get("dry_run_would_drop"), "0", "{log}");
+    assert_eq!(get("phone_before_reload"), "failed", "config names another domain: {log}");
+    assert_eq!(get("phone_after_reload"), "ok", "SIGHUP took the new domain: {log}");
+    assert_eq!(get("phone_after_bad_reload"), "ok", "a bad file keeps the old config: {log}");
+    assert_eq!(get("bad_reload_reported"), "1", "{log}");
 }

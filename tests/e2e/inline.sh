@@ -10,8 +10,9 @@ source "$(dirname "$0")/lib.sh"
 lan_up
 kamailio_up
 
-sipwall_up() { # extra args...
-  ip netns exec "$ns-pbx" "$sipwall" run --domain sip.example.com --apply-rules "$@" >"$run/sipwall.out" 2>"$run/sipwall.err" &
+sipwall_up() { # args after `run` (default: the secret domain)
+  [ $# -gt 0 ] || set -- --domain sip.example.com
+  ip netns exec "$ns-pbx" "$sipwall" run --apply-rules "$@" >"$run/sipwall.out" 2>"$run/sipwall.err" &
   sw=$!
   pids+=($sw)
   sleep 1
@@ -46,9 +47,22 @@ sipwall_stop
 echo "rules_left_after_stop=$(ip netns exec "$ns-pbx" iptables -S | grep -c SIPWALL || true)"
 
 # 4. --dry-run: nothing dropped, would-drops reported.
-sipwall_up --dry-run
+sipwall_up --domain sip.example.com --dry-run
 before=$(pbx_saw 198.18.0.66)
 ip netns exec "$ns-atk" timeout 10 svmap -p5060 198.18.0.2 >/dev/null 2>&1 || true
 echo "attacker_requests_in_dry_run=$(( $(pbx_saw 198.18.0.66) - before ))"
 sipwall_stop
 echo "dry_run_would_drop=$(sed -n 's/^would have dropped: //p' "$run/sipwall.out")"
+
+# 5. SIGHUP: a changed domain takes effect; a broken file keeps the config in force.
+printf '[sip]\ndomains = ["old.example.com"]\n' > "$run/sw.toml"
+sipwall_up --config "$run/sw.toml"
+sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "phone_before_reload=ok" || echo "phone_before_reload=failed"
+printf '[sip]\ndomains = ["sip.example.com"]\n' > "$run/sw.toml"
+kill -HUP "$sw"; sleep 0.5
+sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "phone_after_reload=ok" || echo "phone_after_reload=failed"
+printf '[sip]\ndomainz = 1\n' > "$run/sw.toml"
+kill -HUP "$sw"; sleep 0.5
+sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "phone_after_bad_reload=ok" || echo "phone_after_bad_reload=failed"
+sipwall_stop
+echo "bad_reload_reported=$(grep -c 'reload failed' "$run/sipwall.err" || true)"
