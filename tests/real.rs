@@ -207,8 +207,20 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "dry run drops nothing: {log}"
     );
     assert_ne!(get("dry_run_would_drop"), "0", "{log}");
-    assert_eq!(get("phone_before_reload"), "failed", "config names another domain: {log}");
-    assert_eq!(get("phone_after_reload"), "ok", "SIGHUP took the new domain: {log}");
-    assert_eq!(get("phone_after_bad_reload"), "ok", "a bad file keeps the old config: {log}");
+    assert_eq!(
+        get("phone_before_reload"),
+        "failed",
+        "config names another domain: {log}"
+    );
+    assert_eq!(
+        get("phone_after_reload"),
+        "ok",
+        "SIGHUP took the new domain: {log}"
+    );
+    assert_eq!(
+        get("phone_after_bad_reload"),
+        "ok",
+        "a bad file keeps the old config: {log}"
+    );
     assert_eq!(get("bad_reload_reported"), "1", "{log}");
 }

@@ -1,22 +1,30 @@
 #![no_main]
 //! Packet → decision, as IP bytes (what NFQUEUE hands over) and as UDP payloads both ways.
 use libfuzzer_sys::fuzz_target;
-use sipwall::config::Config;
 use sipwall::engine::{Direction, Engine, Shared};
 use sipwall::net::{IpView, Packet, Transport};
 use std::sync::Arc;
+mod shared;
 
 fuzz_target!(|data: &[u8]| {
-    let mut c = Config::default();
-    c.sip.domains = vec!["example.com".into()];
-    let mut e = Engine::new(Arc::new(c.compile().unwrap()), Arc::new(Shared::new()));
+    let mut e = Engine::new(shared::policy(65_535), Arc::new(Shared::new()));
     if let IpView::Packet(p) = Packet::from_ip(data) {
         e.decide(&p, Direction::ToPbx, 1);
         e.decide(&p, Direction::FromPbx, 2);
     }
-    let p = Packet { src: "198.18.0.1:5060".parse().unwrap(), dst: "198.18.0.2:5060".parse().unwrap(), transport: Transport::Udp, tcp: None, payload: data };
+    let p = Packet {
+        src: "198.18.0.1:5060".parse().unwrap(),
+        dst: "198.18.0.2:5060".parse().unwrap(),
+        transport: Transport::Udp,
+        tcp: None,
+        payload: data,
+    };
     e.decide(&p, Direction::ToPbx, 3);
-    let back = Packet { src: p.dst, dst: p.src, ..p };
+    let back = Packet {
+        src: p.dst,
+        dst: p.src,
+        ..p
+    };
     e.decide(&back, Direction::FromPbx, 4);
     e.decide(&p, Direction::ToPbx, 5);
 });

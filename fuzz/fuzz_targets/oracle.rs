@@ -3,15 +3,14 @@
 //! changes the verdict; (2) the engine's domain decision agrees with a naive reference that
 //! compares the three hosts by hand.
 use libfuzzer_sys::fuzz_target;
-use sipwall::config::Config;
 use sipwall::engine::{Engine, Reason, Shared};
 use sipwall::sip::{self, Framing, Host};
 use std::sync::Arc;
 
+mod shared;
+
 fn engine() -> Engine {
-    let mut c = Config::default();
-    c.sip.domains = vec!["example.com".into()];
-    Engine::new(Arc::new(c.compile().unwrap()), Arc::new(Shared::new()))
+    Engine::new(shared::policy(65_535), Arc::new(Shared::new()))
 }
 
 /// Upper-cases every header name (the text before the first ':' of each header line).
@@ -56,7 +55,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(m) = sip::parse(data, Framing::Datagram) {
         if let (Some(uri), None) = (m.request_uri(), m.to.tag) {
             let is = |h: Option<Host>| match h {
-                Some(Host::Name(n)) => std::str::from_utf8(n).map(|s| s.to_ascii_lowercase() == "example.com").unwrap_or(false),
+                Some(Host::Name(n)) => std::str::from_utf8(n)
+                    .map(|s| s.to_ascii_lowercase() == "example.com")
+                    .unwrap_or(false),
                 _ => false,
             };
             let naive = is(uri.host) && is(m.to.host()) && is(m.from.host());

@@ -7,7 +7,8 @@ fuzz_target!(|data: &[u8]| {
     for framing in [Framing::Datagram, Framing::Stream] {
         if let Ok(m) = parse(data, framing) {
             assert!(m.len <= data.len());
-            let again = parse(&data[..m.len], Framing::Datagram).expect("a framed message re-reads");
+            let again =
+                parse(&data[..m.len], Framing::Datagram).expect("a framed message re-reads");
             assert_eq!(again.call_id, m.call_id);
             for h in m.headers() {
                 let _ = h;
