@@ -40,7 +40,7 @@ pub struct Config {
     pub limits: LimitsSection,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipSection {
     /// The secret domains: a request outside a dialog must address one in its Request-URI, To and From hosts.
@@ -431,8 +431,48 @@ impl Config {
     }
 }
 
+/// Shows a secret domain as its first label's first letter and its length only: the domain is
+/// the secret that keeps scanners out, so it never reaches logs or debug output in full.
+pub fn redact(domain: &[u8]) -> String {
+    let first = domain.first().map_or('?', |&b| b as char);
+    format!("{first}…({} bytes)", domain.len())
+}
+
+impl std::fmt::Debug for SipSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipSection")
+            .field(
+                "domains",
+                &self
+                    .domains
+                    .iter()
+                    .map(|d| redact(d.as_bytes()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("pbx", &self.pbx)
+            .field("udp_ports", &self.udp_ports)
+            .field("tcp_ports", &self.tcp_ports)
+            .field("tls_ports", &self.tls_ports)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field(
+                "domains",
+                &self.domains.iter().map(|d| redact(d)).collect::<Vec<_>>(),
+            )
+            .field("pbx", &self.pbx)
+            .field("scanner_patterns", &self.scanner_patterns.len())
+            .field("tiers", &self.tiers)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The config compiled for the packet path. Cheap to share (`Arc`) between workers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Policy {
     pub domains: Vec<Vec<u8>>,
     pub pbx: Vec<IpAddr>,
@@ -508,6 +548,17 @@ mod tests {
         let c = Config::from_toml(text, "sipwall.toml").unwrap();
         let p = c.compile().unwrap();
         assert!(!p.domains.is_empty());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret_domain() {
+        let mut c = Config::default();
+        c.sip.domains = vec!["very-secret.example.com".into()];
+        let p = c.compile().unwrap();
+        for s in [format!("{c:?}"), format!("{p:?}"), format!("{p:#?}")] {
+            assert!(!s.contains("very-secret"), "{s}");
+            assert!(s.contains("v…(23 bytes)"), "{s}");
+        }
     }
 
     #[test]
