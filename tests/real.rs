@@ -154,7 +154,8 @@ fn can_run_peers(extra: &[&str]) -> bool {
     root && tools
 }
 
-/// sipwall inline (NFQUEUE) in front of kamailio: phones register, sipvicious gets nothing
+/// sipwall inline (NFQUEUE) in front of kamailio: phones register and complete calls (UDP,
+/// TCP), an allowed trunk gets in by IP, sipvicious gets nothing
 /// through, a guesser is banned after the configured failures, kill -9 fails open, a restart
 /// filters again, SIGTERM removes the rules, --dry-run drops nothing, SIGHUP reloads (and a
 /// broken file keeps the config in force). Counted from kamailio's log.
@@ -186,7 +187,22 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "2",
         "every phone registration succeeds: {log}"
     );
-    assert_eq!(get("registrations_at_pbx"), "3", "{log}");
+    assert_eq!(
+        get("registrations_at_pbx"),
+        "5",
+        "3 phone registrations and 2 by the callee: {log}"
+    );
+    assert_eq!(
+        get("call_udp"),
+        "ok",
+        "INVITE/407/ACK/INVITE/180/200/ACK/BYE relayed over UDP: {log}"
+    );
+    assert_eq!(get("call_tcp"), "ok", "the same call over TCP: {log}");
+    assert_ne!(
+        get("trunk_invites_at_pbx"),
+        "0",
+        "an allowed trunk's IP-addressed INVITE: {log}"
+    );
     assert_eq!(get("attacker_requests_at_pbx"), "0", "{log}");
     assert_eq!(
         get("guesser_failures_at_pbx"),

@@ -10,8 +10,10 @@ source "$(dirname "$0")/lib.sh"
 lan_up
 kamailio_up
 
-sipwall_up() { # args after `run` (default: the secret domain)
-  [ $# -gt 0 ] || set -- --domain sip.example.com
+# The secret domain, and a trunk (198.18.0.20) on the allow list.
+printf '[sip]\ndomains = ["sip.example.com"]\n[sources]\nallow = ["198.18.0.20/32"]\n' > "$run/main.toml"
+sipwall_up() { # args after `run` (default: the config above)
+  [ $# -gt 0 ] || set -- --config "$run/main.toml"
   ip netns exec "$ns-pbx" "$sipwall" run --apply-rules "$@" >"$run/sipwall.out" 2>"$run/sipwall.err" &
   sw=$!
   pids+=($sw)
@@ -23,8 +25,14 @@ sipwall_stop() { kill -TERM "$sw"; wait "$sw" || true; }
 sipwall_up
 ok=0
 sipp_run phone "$run/phone.xml" 100 secret100 u1 2 && ok=$((ok + 1))
-sipp_run phone "$run/phone.xml" 101 secret101 t1 1 && ok=$((ok + 1))
+sipp_run phone "$run/phone.xml" 102 secret102 t1 1 && ok=$((ok + 1))
 echo "phone_runs_ok=$ok"
+call_run u1 && echo "call_udp=ok" || echo "call_udp=failed"
+call_run t1 && echo "call_tcp=ok" || echo "call_tcp=failed"
+# The trunk addresses the PBX by IP, as trunks do; the allow list lets it in.
+ip netns exec "$ns-trunk" timeout 10 sipp 198.18.0.2:5060 -sf "$here/caller.xml" -key domain 198.18.0.2 -key user 100 \
+  -key callee 999 -au 100 -ap secret100 -m 1 -timeout 8 -nostdin >/dev/null 2>&1 || true
+echo "trunk_invites_at_pbx=$(grep -c 'REQ INVITE .* src=198.18.0.20:' "$run/kamailio.log" || true)"
 sipvicious_run
 echo "attacker_requests_at_pbx=$(pbx_saw 198.18.0.66)"
 sipp_run guess "$run/guess.xml" 100 wrong u1 6 || true

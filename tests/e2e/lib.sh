@@ -1,5 +1,5 @@
 # Shared by the end-to-end scripts: a LAN of network namespaces in 198.18.0.0/24 (pbx .2,
-# phone .10, attacker .66, guesser .77), kamailio as the PBX, SIPp clients. Everything is
+# phone .10, callee .11, trunk .20, attacker .66, guesser .77), kamailio as the PBX, SIPp clients. Everything is
 # bounded in time and removed on exit. Source it; it sets $run (scratch dir) and $ns.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -11,7 +11,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  for h in pbx phone atk guess br; do ip netns del "$ns-$h" 2>/dev/null || true; done
+  for h in pbx phone callee trunk atk guess br; do ip netns del "$ns-$h" 2>/dev/null || true; done
   rm -rf "$run"
 }
 trap cleanup EXIT
@@ -20,8 +20,8 @@ lan_up() {
   ip netns add "$ns-br"
   ip -n "$ns-br" link add br0 type bridge
   ip -n "$ns-br" link set br0 up
-  local -A addr=([pbx]=198.18.0.2 [phone]=198.18.0.10 [atk]=198.18.0.66 [guess]=198.18.0.77)
-  for h in pbx phone atk guess; do
+  local -A addr=([pbx]=198.18.0.2 [phone]=198.18.0.10 [callee]=198.18.0.11 [trunk]=198.18.0.20 [atk]=198.18.0.66 [guess]=198.18.0.77)
+  for h in pbx phone callee trunk atk guess; do
     ip netns add "$ns-$h"
     ip link add "v$h$$" type veth peer name eth0 netns "$ns-$h"
     ip link set "v$h$$" netns "$ns-br"
@@ -48,6 +48,24 @@ sipp_run() {
   ip netns exec "$ns-$1" timeout 20 sipp 198.18.0.2:5060 -sf "$2" -key domain "${DOMAIN:-sip.example.com}" -key user "$3" \
     -au "$3" -ap "$4" -t "$5" -m "$6" -r 5 -timeout 15 -nostdin -trace_err -error_file "$run/sipp-$1.err" \
     >"$run/sipp-$1.out" 2>&1
+}
+
+# call_run TRANSPORT: user 101 registers from the callee host and answers one call that user
+# 100 places from the phone host through the PBX. Exit 0 when both sides completed.
+call_run() {
+  local t=$1 port=5062
+  ip netns exec "$ns-callee" timeout 20 sipp 198.18.0.2:5060 -sf "$run/phone.xml" -key domain "${DOMAIN:-sip.example.com}" \
+    -key user 101 -au 101 -ap secret101 -t "$t" -p $port -m 1 -timeout 15 -nostdin >"$run/reg-callee.out" 2>&1 || return 1
+  ip netns exec "$ns-callee" timeout 30 sipp -sf "$here/callee.xml" -i 198.18.0.11 -t "$t" -p $port -m 1 -timeout 25 -nostdin \
+    >"$run/callee.out" 2>&1 &
+  local callee=$!
+  sleep 1
+  ip netns exec "$ns-phone" timeout 20 sipp 198.18.0.2:5060 -sf "$here/caller.xml" -key domain "${DOMAIN:-sip.example.com}" \
+    -key user 100 -key callee 101 -au 100 -ap secret100 -t "$t" -m 1 -timeout 15 -nostdin >"$run/caller.out" 2>&1
+  local caller=$?
+  wait $callee
+  local answered=$?
+  [ $caller -eq 0 ] && [ $answered -eq 0 ]
 }
 
 # The attacker, by IP, as sipvicious does it (each bounded; they may fail when blocked).
