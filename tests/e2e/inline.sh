@@ -26,6 +26,8 @@ sipwall_up
 ok=0
 sipp_run phone "$run/phone.xml" 100 secret100 u1 2 && ok=$((ok + 1))
 sipp_run phone "$run/phone.xml" 102 secret102 t1 1 && ok=$((ok + 1))
+PBX="[2001:db8::2]" LOCAL=2001:db8::10 sipp_run phone "$run/phone.xml" 103 secret103 u1 1 && ok=$((ok + 1))
+PBX="[2001:db8::2]" LOCAL=2001:db8::10 sipp_run phone "$run/phone.xml" 104 secret104 t1 1 && ok=$((ok + 1))
 echo "phone_runs_ok=$ok"
 call_run u1 && echo "call_udp=ok" || echo "call_udp=failed"
 call_run t1 && echo "call_tcp=ok" || echo "call_tcp=failed"
@@ -34,7 +36,9 @@ ip netns exec "$ns-trunk" timeout 10 sipp 198.18.0.2:5060 -sf "$here/caller.xml"
   -key callee 999 -au 100 -ap secret100 -m 1 -timeout 8 -nostdin >/dev/null 2>&1 || true
 echo "trunk_invites_at_pbx=$(grep -c 'REQ INVITE .* src=198.18.0.20:' "$run/kamailio.log" || true)"
 sipvicious_run
-echo "attacker_requests_at_pbx=$(pbx_saw 198.18.0.66)"
+# and over IPv6, addressing the PBX by its address
+PBX="[2001:db8::2]" LOCAL=2001:db8::66 DOMAIN="[2001:db8::2]" sipp_run atk "$run/phone.xml" 100 x u1 1 || true
+echo "attacker_requests_at_pbx=$(( $(pbx_saw 198.18.0.66) + $(pbx_saw 2001:db8::66) ))"
 sipp_run guess "$run/guess.xml" 100 wrong u1 6 || true
 echo "guesser_failures_at_pbx=$(pbx_count 'AUTH FAIL: wrong password user=100 from 198.18.0.77')"
 echo "registrations_at_pbx=$(pbx_count REGISTERED)"

@@ -27,6 +27,8 @@ lan_up() {
     ip link set "v$h$$" netns "$ns-br"
     ip -n "$ns-br" link set "v$h$$" master br0 up
     ip -n "$ns-$h" addr add "${addr[$h]}/24" dev eth0
+    # IPv6 from the documentation prefix, host part as in IPv4 (pbx 2001:db8::2, phone ::10, ...)
+    ip -n "$ns-$h" addr add "2001:db8::${addr[$h]##*.}/64" dev eth0 nodad
     ip -n "$ns-$h" link set eth0 up
     ip -n "$ns-$h" link set lo up
   done
@@ -44,8 +46,9 @@ kamailio_up() {
 }
 
 # sipp_run HOST SCENARIO USER PASSWORD TRANSPORT COUNT: exit 0 when every call succeeded.
+# PBX=[2001:db8::2] (and LOCAL=2001:db8::N) for IPv6.
 sipp_run() {
-  ip netns exec "$ns-$1" timeout 20 sipp 198.18.0.2:5060 -sf "$2" -key domain "${DOMAIN:-sip.example.com}" -key user "$3" \
+  ip netns exec "$ns-$1" timeout 20 sipp "${PBX:-198.18.0.2}:5060" ${LOCAL:+-i "$LOCAL"} -sf "$2" -key domain "${DOMAIN:-sip.example.com}" -key user "$3" \
     -au "$3" -ap "$4" -t "$5" -m "$6" -r 5 -timeout 15 -nostdin -trace_err -error_file "$run/sipp-$1.err" \
     >"$run/sipp-$1.out" 2>&1
 }
