@@ -184,13 +184,13 @@ fn inline_in_front_of_kamailio_against_real_tools() {
     };
     assert_eq!(
         get("phone_runs_ok"),
-        "2",
-        "every phone registration succeeds: {log}"
+        "4",
+        "every phone registration succeeds, IPv4 and IPv6, UDP and TCP: {log}"
     );
     assert_eq!(
         get("registrations_at_pbx"),
-        "5",
-        "3 phone registrations and 2 by the callee: {log}"
+        "7",
+        "5 phone registrations and 2 by the callee: {log}"
     );
     assert_eq!(
         get("call_udp"),
