@@ -18,8 +18,18 @@ use std::sync::Arc;
     about = "Inline SIP-aware packet filter: secret domain, scanners, rate limits, bans"
 )]
 struct Cli {
+    /// Log lines on stderr: text, json, or fail2ban (see config/fail2ban). Level: SIPWALL_LOG.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+    Fail2ban,
 }
 
 #[derive(Args)]
@@ -131,14 +141,28 @@ fn load(common: &Common, pbx: &[IpAddr]) -> Result<Policy> {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIPWALL_LOG")
-                .unwrap_or_else(|_| "error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("SIPWALL_LOG").unwrap_or_else(|_| {
+            // The daemon tells about drops and bans by default; the one-shot commands stay quiet.
+            if matches!(cli.cmd, Cmd::Run { .. }) {
+                "info"
+            } else {
+                "error"
+            }
+            .into()
+        })
+    };
+    let base = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => base.init(),
+        LogFormat::Json => base.json().init(),
+        LogFormat::Fail2ban => base
+            .event_format(sipwall::inline::log::Fail2banFormat)
+            .init(),
+    }
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -193,6 +193,17 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "5 phone registrations and 2 by the callee: {log}"
     );
     assert_eq!(
+        get("fail2ban_drop_lines"),
+        "1",
+        "one line for the attacker's first drop: {log}"
+    );
+    assert_eq!(
+        get("fail2ban_ban_lines"),
+        "1",
+        "one line for the guesser's ban: {log}"
+    );
+    assert_eq!(get("secret_domain_in_log"), "0", "{log}");
+    assert_eq!(
         get("call_udp"),
         "ok",
         "INVITE/407/ACK/INVITE/180/200/ACK/BYE relayed over UDP: {log}"

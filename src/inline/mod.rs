@@ -6,6 +6,7 @@
 //! briefly when idle (to notice shutdown and reloads); its cost against a blocking netlink
 //! loop is what issue 3's benchmark is to measure.
 
+pub mod log;
 pub mod rules;
 
 use crate::config::Policy;
@@ -81,7 +82,7 @@ pub fn worker(queue: u16, ctl: Arc<Control>, dry_run: bool) -> anyhow::Result<Re
         queue,
         ..Default::default()
     };
-    let mut logged = ahash::AHashSet::new();
+    let mut drops = log::DropLog::new(20, 100_000);
     let mut idle = 0u32;
     tracing::info!(queue, dry_run, "worker started");
     loop {
@@ -126,10 +127,8 @@ pub fn worker(queue: u16, ctl: Arc<Control>, dry_run: bool) -> anyhow::Result<Re
                     _ => Direction::ToPbx,
                 };
                 let d = engine.decide(&p, dir, now);
-                if d.verdict == Verdict::Drop && logged.len() < 100_000 && logged.insert(p.src.ip())
-                {
-                    // One line per source: floods do not flood the log.
-                    tracing::info!(source = %p.src.ip(), reason = %d.reason, "first drop from source");
+                if d.verdict == Verdict::Drop {
+                    drops.drop(p.src.ip(), d.reason, now);
                 }
                 d
             }

@@ -14,7 +14,7 @@ kamailio_up
 printf '[sip]\ndomains = ["sip.example.com"]\n[sources]\nallow = ["198.18.0.20/32"]\n' > "$run/main.toml"
 sipwall_up() { # args after `run` (default: the config above)
   [ $# -gt 0 ] || set -- --config "$run/main.toml"
-  ip netns exec "$ns-pbx" "$sipwall" run --apply-rules "$@" >"$run/sipwall.out" 2>"$run/sipwall.err" &
+  ip netns exec "$ns-pbx" "$sipwall" run --log-format fail2ban --apply-rules "$@" >"$run/sipwall.out" 2>"$run/sipwall.err" &
   sw=$!
   pids+=($sw)
   sleep 1
@@ -42,6 +42,10 @@ echo "attacker_requests_at_pbx=$(( $(pbx_saw 198.18.0.66) + $(pbx_saw 2001:db8::
 sipp_run guess "$run/guess.xml" 100 wrong u1 6 || true
 echo "guesser_failures_at_pbx=$(pbx_count 'AUTH FAIL: wrong password user=100 from 198.18.0.77')"
 echo "registrations_at_pbx=$(pbx_count REGISTERED)"
+# What fail2ban's filter would match, and that the secret domain is not in the log.
+echo "fail2ban_drop_lines=$(grep -cE '^\S+ sipwall\[[0-9]+\]: \w+ drop .*source=198\.18\.0\.66' "$run/sipwall.err" || true)"
+echo "fail2ban_ban_lines=$(grep -cE '^\S+ sipwall\[[0-9]+\]: \w+ banned .*source=198\.18\.0\.77' "$run/sipwall.err" || true)"
+echo "secret_domain_in_log=$(grep -c 'sip.example.com' "$run/sipwall.err" || true)"
 
 # 2. kill -9: the rules stay, --queue-bypass lets traffic through.
 kill -9 "$sw"; wait "$sw" 2>/dev/null || true
