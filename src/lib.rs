@@ -13,3 +13,4 @@ pub mod inline;
 pub mod net;
 pub mod replay;
 pub mod sip;
+pub mod tls;

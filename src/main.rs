@@ -363,7 +363,8 @@ fn replay_cmd(
     let mut sides = Sides {
         pbx: policy.pbx.clone(),
         udp_ports: c.udp_ports.clone(),
-        tcp_ports: c.tcp_ports.clone(),
+        // TLS ports carry TCP the engine judges too (the ClientHello's SNI).
+        tcp_ports: c.tcp_ports.iter().chain(&c.tls_ports).copied().collect(),
     };
     let mut inferred = None;
     if sides.pbx.is_empty() {
@@ -487,6 +488,7 @@ fn kernel_rules(
     Ok(sipwall::inline::rules::Rules {
         udp_ports: cfg.sip.udp_ports.clone(),
         tcp_ports: cfg.sip.tcp_ports.clone(),
+        tls_ports: cfg.sip.tls_ports.clone(),
         first_queue,
         last_queue,
         fail_closed,

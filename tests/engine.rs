@@ -502,3 +502,111 @@ fn tcp_message_larger_than_the_limit_blocks_the_flow() {
     );
     assert_eq!((r.verdict, r.reason), (Verdict::Drop, Reason::FlowBlocked));
 }
+
+/// A TLS ClientHello on 5061 (see src/tls.rs tests for the byte layout), split across segments.
+fn client_hello(sni: Option<&str>) -> Vec<u8> {
+    let mut ext = Vec::new();
+    if let Some(name) = sni {
+        let n = name.as_bytes();
+        ext.extend_from_slice(&[0, 0]);
+        ext.extend_from_slice(&((n.len() + 5) as u16).to_be_bytes());
+        ext.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
+        ext.push(0);
+        ext.extend_from_slice(&(n.len() as u16).to_be_bytes());
+        ext.extend_from_slice(n);
+    }
+    ext.extend_from_slice(&[0x00, 0x15, 0x05, 0xdc]);
+    ext.extend(std::iter::repeat_n(0u8, 1500)); // padding: the hello spans two segments
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.extend_from_slice(&[0, 0, 2, 0x13, 1, 1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+    rec.push(1);
+    rec.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    rec.extend_from_slice(&body);
+    rec
+}
+
+#[test]
+fn tls_needs_the_secret_domain_as_sni_across_segments() {
+    const TLS: &str = "198.18.0.2:5061";
+    for (i, (sni, want)) in [
+        (Some(DOMAIN), Reason::SecretSni),
+        (Some("198.18.0.2"), Reason::NoSecretSni),
+        (Some("other.example"), Reason::NoSecretSni),
+        (None, Reason::NoSni),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = engine();
+        let src = format!("198.18.0.1:{}", 41000 + i);
+        let hello = client_hello(sni);
+        e.decide(&tcp(&src, TLS, 0, true, b""), Direction::ToPbx, S);
+        let (a, b) = hello.split_at(1200);
+        let r = e.decide(&tcp(&src, TLS, 1, false, a), Direction::ToPbx, S);
+        assert_eq!(r.reason, Reason::TcpPartial, "{sni:?}");
+        let r = e.decide(
+            &tcp(&src, TLS, 1 + a.len() as u32, false, b),
+            Direction::ToPbx,
+            S,
+        );
+        assert_eq!(r.reason, want, "{sni:?}");
+        let next = e.decide(
+            &tcp(
+                &src,
+                TLS,
+                1 + hello.len() as u32,
+                false,
+                b"\x17\x03\x03\x00\x01x",
+            ),
+            Direction::ToPbx,
+            S,
+        );
+        if want == Reason::SecretSni {
+            assert_eq!(
+                (next.verdict, next.reason),
+                (Verdict::Accept, Reason::TlsFlow)
+            );
+        } else {
+            assert_eq!(
+                (next.verdict, next.reason),
+                (Verdict::Drop, Reason::FlowBlocked)
+            );
+        }
+    }
+    // SIP in clear on the TLS port is not TLS
+    let mut e = engine();
+    let m = request("REGISTER", DOMAIN, DOMAIN, DOMAIN, "");
+    e.decide(
+        &tcp("198.18.0.1:42000", TLS, 0, true, b""),
+        Direction::ToPbx,
+        S,
+    );
+    assert_eq!(
+        e.decide(
+            &tcp("198.18.0.1:42000", TLS, 1, false, m.as_bytes()),
+            Direction::ToPbx,
+            S
+        )
+        .reason,
+        Reason::NotTls
+    );
+    // no_sni = "accept"
+    let mut e = engine_with("[tls]\nno_sni = \"accept\"");
+    let h = client_hello(None);
+    e.decide(
+        &tcp("198.18.0.1:42001", TLS, 0, true, b""),
+        Direction::ToPbx,
+        S,
+    );
+    let r = e.decide(
+        &tcp("198.18.0.1:42001", TLS, 1, false, &h),
+        Direction::ToPbx,
+        S,
+    );
+    assert_eq!((r.verdict, r.reason), (Verdict::Accept, Reason::NoSni));
+}

@@ -192,6 +192,22 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "7",
         "5 phone registrations and 2 by the callee: {log}"
     );
+    assert_eq!(get("tls_ip_sni_unfiltered"), "ok", "{log}");
+    assert_eq!(
+        get("tls_secret_sni"),
+        "ok",
+        "TLS handshake with the secret domain as SNI: {log}"
+    );
+    assert_eq!(
+        get("tls_ip_sni"),
+        "failed",
+        "no handshake for an IP as SNI: {log}"
+    );
+    assert_eq!(
+        get("tls_no_sni"),
+        "failed",
+        "no handshake without SNI: {log}"
+    );
     assert_eq!(
         get("fail2ban_drop_lines"),
         "1",

@@ -36,6 +36,7 @@ pub struct Config {
     pub scanners: ScannersSection,
     pub rate: RateSection,
     pub responses: ResponsesSection,
+    pub tls: TlsSection,
     pub bans: BansSection,
     pub limits: LimitsSection,
 }
@@ -204,9 +205,10 @@ impl Default for RateSection {
     }
 }
 
+/// What to do with a kind of traffic the rules leave open.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-pub enum UnsolicitedResponse {
+pub enum Action {
     Accept,
     Drop,
 }
@@ -215,13 +217,28 @@ pub enum UnsolicitedResponse {
 #[serde(deny_unknown_fields, default)]
 pub struct ResponsesSection {
     /// A response to the PBX that answers no request the PBX was seen sending.
-    pub unsolicited: UnsolicitedResponse,
+    pub unsolicited: Action,
 }
 
 impl Default for ResponsesSection {
     fn default() -> Self {
         ResponsesSection {
-            unsolicited: UnsolicitedResponse::Drop,
+            unsolicited: Action::Drop,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// A ClientHello on a TLS port without a server name (SNI): "drop" or "accept".
+    pub no_sni: Action,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            no_sni: Action::Drop,
         }
     }
 }
@@ -503,6 +520,10 @@ impl Policy {
     #[inline]
     pub fn is_secret_domain(&self, host: &[u8]) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+    }
+    #[inline]
+    pub fn is_tls_port(&self, port: u16) -> bool {
+        self.config.sip.tls_ports.contains(&port)
     }
     /// True when a URI host is a secret domain (an IP never is).
     #[inline]

@@ -16,7 +16,7 @@ pub use bans::{Ban, Evidence, Shared};
 pub use clock::PassedClock;
 pub use reason::{Counters, Decision, Outcome, Reason, Verdict, What};
 
-use crate::config::{Policy, UnsolicitedResponse};
+use crate::config::{Action, Policy};
 use crate::net::tcp::{FlowKey, Push, TcpLimits, TcpStreams};
 use crate::net::{Packet, Transport};
 use crate::sip::{self, Framing, HeaderName, Message, Method, ParseError, StartLine};
@@ -213,6 +213,10 @@ impl Engine {
                     dst: pkt.dst,
                 };
                 match self.tcp.push(fk, meta, pkt.payload, now) {
+                    Push::Data if self.policy.is_tls_port(pkt.dst.port()) => {
+                        self.judge_tls(fk, &src)
+                    }
+                    Push::Passed => Decision::accept(Reason::TlsFlow),
                     Push::Control => Decision::accept(Reason::TcpControl),
                     Push::Retransmission => Decision::accept(Reason::TcpRetransmission),
                     Push::OutOfOrder => Decision::accept(Reason::TcpOutOfOrder),
@@ -297,6 +301,44 @@ impl Engine {
         last.unwrap_or(Decision::accept(Reason::TcpPartial))
     }
 
+    /// The first bytes of a TLS connection: its ClientHello must name a secret domain. The
+    /// segment that completes the ClientHello carries the verdict; after it the flow is let
+    /// through (accepted) or blocked.
+    fn judge_tls(&mut self, fk: FlowKey, src: &Src) -> Decision {
+        let lent = self.tcp.take(&fk);
+        if lent.resync {
+            // Picked up mid-connection (sipwall restarted): the handshake is long past and was
+            // judged then; record boundaries cannot be found from here.
+            self.tcp.give_back(&fk, lent, 0, false);
+            self.tcp.pass(&fk);
+            return Decision::accept(Reason::TlsFlow);
+        }
+        let d = match crate::tls::client_hello(&lent.buf) {
+            crate::tls::Hello::Incomplete => {
+                self.tcp.give_back(&fk, lent, 0, false);
+                return Decision::accept(Reason::TcpPartial);
+            }
+            _ if src.allowed => Decision::accept(Reason::AllowedSource),
+            crate::tls::Hello::Sni(name) if self.policy.is_secret_domain(name) => {
+                Decision::accept(Reason::SecretSni)
+            }
+            crate::tls::Hello::Sni(_) => Decision::drop(Reason::NoSecretSni),
+            crate::tls::Hello::NoSni => match self.policy.config.tls.no_sni {
+                Action::Accept => Decision::accept(Reason::NoSni),
+                Action::Drop => Decision::drop(Reason::NoSni),
+            },
+            crate::tls::Hello::NotTls | crate::tls::Hello::BadHello => {
+                Decision::drop(Reason::NotTls)
+            }
+        };
+        let block = d.verdict == Verdict::Drop;
+        self.tcp.give_back(&fk, lent, 0, block);
+        if !block {
+            self.tcp.pass(&fk);
+        }
+        d
+    }
+
     fn keepalive(&mut self, src: &Src, now: u64) -> Decision {
         if self.rate.check_keepalive(src.key, now) {
             Decision::accept(Reason::Keepalive)
@@ -367,8 +409,8 @@ impl Engine {
             return Decision::accept(Reason::AllowedSource);
         }
         match self.policy.config.responses.unsolicited {
-            UnsolicitedResponse::Accept => Decision::accept(Reason::UnsolicitedResponse),
-            UnsolicitedResponse::Drop => Decision::drop(Reason::UnsolicitedResponse),
+            Action::Accept => Decision::accept(Reason::UnsolicitedResponse),
+            Action::Drop => Decision::drop(Reason::UnsolicitedResponse),
         }
     }
 
@@ -437,6 +479,10 @@ impl Engine {
     }
 
     fn observe_inner(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) {
+        if self.policy.is_tls_port(pkt.src.port()) {
+            // The PBX's side of a TLS connection: nothing to read.
+            return;
+        }
         match (pkt.transport, pkt.tcp) {
             (Transport::Tcp, Some(meta)) => {
                 let fk = FlowKey {

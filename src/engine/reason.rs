@@ -80,6 +80,16 @@ reasons! {
     TcpPartial = "tcp-partial",
     TcpRetransmission = "tcp-retransmission",
     TcpOutOfOrder = "tcp-out-of-order",
+    /// TLS ClientHello naming a secret domain (SNI): the connection may proceed.
+    SecretSni = "secret-sni",
+    /// TLS ClientHello naming another server, or an IP.
+    NoSecretSni = "no-secret-sni",
+    /// TLS ClientHello without a server name (verdict per `tls.no_sni`).
+    NoSni = "no-sni",
+    /// A TLS port's stream that does not start with a readable ClientHello.
+    NotTls = "not-tls",
+    /// Later segments of an accepted TLS connection.
+    TlsFlow = "tls-flow",
     /// Traffic the PBX sends.
     Observed = "observed",
     /// Not to or from a SIP port of the PBX (replay only: inline it is never queued).

@@ -14,6 +14,8 @@ use std::process::Command;
 pub struct Rules {
     pub udp_ports: Vec<u16>,
     pub tcp_ports: Vec<u16>,
+    /// SIP over TLS: queued so the ClientHello's SNI can be checked.
+    pub tls_ports: Vec<u16>,
     pub first_queue: u16,
     pub last_queue: u16,
     pub fail_closed: bool,
@@ -43,7 +45,11 @@ impl Rules {
     /// The rules of one chain, as iptables arguments (after the tool name).
     fn chain_rules(&self, chain: &str, port_flag: &str) -> Vec<Vec<String>> {
         let mut out = Vec::new();
-        for (proto, ports) in [("udp", &self.udp_ports), ("tcp", &self.tcp_ports)] {
+        for (proto, ports) in [
+            ("udp", &self.udp_ports),
+            ("tcp", &self.tcp_ports),
+            ("tcp", &self.tls_ports),
+        ] {
             for port in ports {
                 let mut r: Vec<String> = ["-A", chain, "-p", proto, port_flag, &port.to_string()]
                     .iter()
@@ -155,6 +161,7 @@ mod tests {
         let r = Rules {
             udp_ports: vec![5060],
             tcp_ports: vec![5060],
+            tls_ports: vec![5061],
             first_queue: 0,
             last_queue: 1,
             fail_closed: false,
@@ -162,6 +169,7 @@ mod tests {
         let s = r.script();
         assert!(s.contains("iptables -w -A SIPWALL_IN -p udp --dport 5060 -m conntrack"));
         assert!(s.contains("ip6tables -w -A SIPWALL_OUT -p tcp --sport 5060"));
+        assert!(s.contains("iptables -w -A SIPWALL_IN -p tcp --dport 5061"));
         assert!(s.contains("-j NFQUEUE --queue-balance 0:1 --queue-bypass"));
         assert!(s.contains("iptables -w -C INPUT -j SIPWALL_IN 2>/dev/null || iptables -w -I INPUT 1 -j SIPWALL_IN"));
         let closed = Rules {

@@ -34,6 +34,8 @@ struct Flow {
     /// Picked up mid-stream (no SYN seen): bytes before the first start line are skipped.
     resync: bool,
     blocked: bool,
+    /// Judged and let through for good (an accepted TLS connection): nothing more is buffered.
+    passed: bool,
     ooo: Vec<(u32, Vec<u8>)>,
     last_seen: u64,
 }
@@ -51,6 +53,8 @@ pub enum Push {
     Data,
     /// The flow is blocked.
     Blocked,
+    /// The flow was let through for good.
+    Passed,
     /// The flow holds more than one message may take: it is blocked from now on.
     TooLarge,
     /// A shared bound was hit (total bytes, flow count): the segment is refused and the
@@ -113,6 +117,9 @@ impl TcpStreams {
         flow.last_seen = now;
         if flow.blocked {
             return Push::Blocked;
+        }
+        if flow.passed && !meta.rst {
+            return Push::Passed;
         }
         if meta.rst {
             let f = self.flows.remove(&key).expect("present");
@@ -216,6 +223,16 @@ impl TcpStreams {
         f.buf = lent.buf;
         if block {
             self.block(key);
+        }
+    }
+
+    /// Lets a flow through for good: its bytes are freed and every later segment is `Passed`.
+    pub fn pass(&mut self, key: &FlowKey) {
+        if let Some(f) = self.flows.get_mut(key) {
+            f.passed = true;
+            self.total_bytes -= f.buf.len() + f.ooo.iter().map(|o| o.1.len()).sum::<usize>();
+            f.buf = Vec::new();
+            f.ooo = Vec::new();
         }
     }
 

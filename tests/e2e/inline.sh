@@ -21,8 +21,15 @@ sipwall_up() { # args after `run` (default: the config above)
 }
 sipwall_stop() { kill -TERM "$sw"; wait "$sw" || true; }
 
+# 0. Without sipwall, any TLS client gets a handshake on 5061.
+tls_up
+tls_try atk 198.18.0.2 && echo "tls_ip_sni_unfiltered=ok" || echo "tls_ip_sni_unfiltered=failed"
+
 # 1. Filtering: phones register, sipvicious gets nothing through, the guesser is banned.
 sipwall_up
+tls_try phone sip.example.com && echo "tls_secret_sni=ok" || echo "tls_secret_sni=failed"
+tls_try atk 198.18.0.2 && echo "tls_ip_sni=ok" || echo "tls_ip_sni=failed"
+tls_try atk "" && echo "tls_no_sni=ok" || echo "tls_no_sni=failed"
 ok=0
 sipp_run phone "$run/phone.xml" 100 secret100 u1 2 && ok=$((ok + 1))
 sipp_run phone "$run/phone.xml" 102 secret102 t1 1 && ok=$((ok + 1))

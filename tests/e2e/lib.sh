@@ -71,6 +71,23 @@ call_run() {
   [ $caller -eq 0 ] && [ $answered -eq 0 ]
 }
 
+# A TLS server on the PBX's 5061 (stands in for SIP over TLS: the SNI check happens before
+# any SIP is read), and a client: tls_try HOST SNI|"" -> exit 0 when the handshake completed.
+tls_up() {
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$run/k.pem" -out "$run/c.pem" -subj /CN=sip.example.com -days 1 \
+    >/dev/null 2>&1
+  ip netns exec "$ns-pbx" openssl s_server -accept 5061 -cert "$run/c.pem" -key "$run/k.pem" -quiet \
+    >/dev/null 2>&1 </dev/null &
+  pids+=($!)
+  sleep 0.5
+}
+tls_try() {
+  local sni=()
+  [ -n "$2" ] && sni=(-servername "$2") || sni=(-noservername)
+  echo | ip netns exec "$ns-$1" timeout 5 openssl s_client -connect 198.18.0.2:5061 "${sni[@]}" 2>/dev/null \
+    | grep -q "Cipher is"
+}
+
 # The attacker, by IP, as sipvicious does it (each bounded; they may fail when blocked).
 sipvicious_run() {
   ip netns exec "$ns-atk" timeout 15 svmap -p5060 198.18.0.2 >/dev/null 2>&1 || true
