@@ -194,14 +194,7 @@ fn ipv4(s: &[u8]) -> Option<Ipv4Addr> {
         if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
             return None;
         }
-        let mut v: u16 = 0;
-        for &d in p {
-            if !d.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + u16::from(d - b'0');
-        }
-        *o = u8::try_from(v).ok()?;
+        *o = u8::try_from(chars::digits(p)?).ok()?;
     }
     if parts.next().is_some() {
         return None;
