@@ -32,7 +32,7 @@ enum LogFormat {
     Fail2ban,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct Common {
     /// TOML config (see config/sipwall.toml); built-in defaults without it.
     #[arg(long, short)]
@@ -40,6 +40,70 @@ struct Common {
     /// Secret domain (repeatable); replaces sip.domains.
     #[arg(long = "domain", short = 'd')]
     domains: Vec<String>,
+}
+
+#[derive(Args)]
+struct DaemonArgs {
+    /// Where bans, runtime entries, failure histories and counters are kept across restarts.
+    #[arg(long, default_value = "/var/lib/sipwall")]
+    state_dir: PathBuf,
+    /// Keep nothing across restarts.
+    #[arg(long, conflicts_with = "state_dir")]
+    no_state: bool,
+    /// Control socket for `sipwall ctl` (root only).
+    #[arg(long, default_value = sipwall::inline::ctl::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Serve Prometheus metrics at ADDR (e.g. 127.0.0.1:9160), path /metrics.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Do not put bans and deny entries into nftables sets (sipwall still drops them itself).
+    #[arg(long)]
+    no_offload: bool,
+}
+
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Active bans with their evidence.
+    Bans,
+    /// Ban an address (an IPv6 address bans its tracked prefix).
+    Ban {
+        addr: IpAddr,
+        /// How long (e.g. 1h, 7d); until released without it.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Option<std::time::Duration>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Release a ban (and forget the source's failures).
+    Unban { addr: IpAddr },
+    /// Allow a network (never banned, no domain checks).
+    Allow {
+        net: String,
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Option<std::time::Duration>,
+    },
+    /// Deny a network.
+    Deny {
+        net: String,
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Option<std::time::Duration>,
+    },
+    /// Remove a runtime allow or deny entry.
+    Unlist { net: String },
+    /// Runtime allow and deny entries (operator's and feeds').
+    Entries,
+    /// Counters by reason, queues, tracked sources, bans, kernel sets.
+    Stats,
+    /// Busiest sources by packets and drops, refreshing.
+    Top {
+        #[arg(short, default_value_t = 15)]
+        n: usize,
+        /// Refresh this many times (default: until interrupted; once when not a terminal).
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Reload the config (as SIGHUP).
+    Reload,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -99,6 +163,19 @@ enum Cmd {
         /// Judge and log everything, drop nothing; report what would have been dropped.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
+    /// Talk to a running sipwall: bans, allow/deny, stats, top, reload.
+    Ctl {
+        /// The daemon's control socket.
+        #[arg(long, default_value = sipwall::inline::ctl::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print the daemon's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: CtlCmd,
     },
     /// Print, apply or remove the kernel rules that queue SIP to sipwall.
     Rules {
@@ -202,7 +279,17 @@ fn run(cli: Cli) -> Result<i32> {
             apply_rules,
             fail_closed,
             dry_run,
-        } => run_inline(&common, &pbx, &queues, apply_rules, fail_closed, dry_run),
+            daemon,
+        } => run_inline(
+            &common,
+            &pbx,
+            &queues,
+            apply_rules,
+            fail_closed,
+            dry_run,
+            &daemon,
+        ),
+        Cmd::Ctl { socket, json, cmd } => ctl_cmd(&socket, json, cmd),
         Cmd::Rules {
             action,
             config,
@@ -217,7 +304,10 @@ fn run(cli: Cli) -> Result<i32> {
             match action {
                 RulesAction::Print => print!("{}", rules.script()),
                 RulesAction::Apply => rules.apply()?,
-                RulesAction::Remove => sipwall::inline::rules::remove()?,
+                RulesAction::Remove => {
+                    sipwall::inline::rules::remove()?;
+                    sipwall::inline::offload::remove()?;
+                }
             }
             Ok(0)
         }
@@ -502,23 +592,92 @@ fn run_inline(
     apply_rules: bool,
     fail_closed: bool,
     dry_run: bool,
+    daemon: &DaemonArgs,
 ) -> Result<i32> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use sipwall::inline::{ctl, keeper, metrics, now_ns, Control};
     use std::sync::atomic::Ordering;
+    use std::sync::Mutex;
     let policy = load(common, pbx)?;
     if policy.domains.is_empty() {
         bail!("no secret domain: give --domain or sip.domains (every out-of-dialog request would be dropped)");
     }
     let rules = kernel_rules(&policy.config, queues, fail_closed)?;
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
-    let ctl = sipwall::inline::Control::new(Arc::new(policy));
+    let ctl = Control::new(Arc::new(policy), dry_run);
+    let listener = ctl::bind(&daemon.socket)?;
+    let http = match daemon.metrics {
+        Some(a) => Some(
+            tiny_http::Server::http(a)
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {a}: {e}"))?,
+        ),
+        None => None,
+    };
+    if dry_run {
+        if let Err(e) = sipwall::inline::offload::remove() {
+            tracing::debug!(error = %e, "no kernel sets to remove");
+        }
+    }
+    // Saved bans are back (and in the kernel) before the first packet is judged.
+    let keeper = Arc::new(Mutex::new(keeper::Keeper::start(
+        ctl.clone(),
+        &keeper::KeeperOptions {
+            state_dir: (!daemon.no_state).then(|| daemon.state_dir.clone()),
+            // A dry run drops nothing, in the kernel either.
+            offload: !daemon.no_offload && !dry_run,
+        },
+        now_ns(),
+    )));
+    let reload: ctl::Reloader = {
+        let (common, pbx, ctl, keeper) =
+            (common.clone(), pbx.to_vec(), ctl.clone(), keeper.clone());
+        Arc::new(move || {
+            let p = load(&common, &pbx)?;
+            if p.domains.is_empty() {
+                bail!("no secret domain");
+            }
+            ctl.reload(Arc::new(p));
+            keeper.lock().expect("keeper lock").load_feeds(now_ns());
+            Ok("config reloaded".to_string())
+        })
+    };
     let mut workers = Vec::new();
     for q in rules.first_queue..=rules.last_queue {
         let ctl = ctl.clone();
         workers.push(
             std::thread::Builder::new()
                 .name(format!("queue-{q}"))
-                .spawn(move || sipwall::inline::worker(q, ctl, dry_run))?,
+                .spawn(move || sipwall::inline::worker(q, ctl))?,
+        );
+    }
+    let mut helpers = Vec::new();
+    {
+        let (c, k, r) = (ctl.clone(), keeper.clone(), reload.clone());
+        helpers.push(
+            std::thread::Builder::new()
+                .name("control".into())
+                .spawn(move || ctl::serve(listener, c, k, r))?,
+        );
+    }
+    if let Some(http) = http {
+        let (c, k) = (ctl.clone(), keeper.clone());
+        helpers.push(
+            std::thread::Builder::new()
+                .name("metrics".into())
+                .spawn(move || metrics::serve(http, c, k))?,
+        );
+    }
+    {
+        let (c, k) = (ctl.clone(), keeper.clone());
+        helpers.push(
+            std::thread::Builder::new()
+                .name("keeper".into())
+                .spawn(move || {
+                    while !c.stop.load(Ordering::Acquire) {
+                        k.lock().expect("keeper lock").tick(now_ns());
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                })?,
         );
     }
     // Queues are bound before traffic is sent to them.
@@ -527,25 +686,20 @@ fn run_inline(
         rules.apply()?;
     }
     eprintln!(
-        "sipwall: filtering on queue(s) {queues}{}{}",
+        "sipwall: filtering on queue(s) {queues}{}{}; control socket {}",
         if apply_rules { ", rules applied" } else { "" },
         if dry_run {
             ", dry run (nothing is dropped)"
         } else {
             ""
-        }
+        },
+        daemon.socket.display()
     );
     'serve: loop {
         for sig in signals.pending() {
             match sig {
-                SIGHUP => match load(common, pbx) {
-                    Ok(p) if !p.domains.is_empty() => {
-                        ctl.reload(Arc::new(p));
-                        eprintln!("sipwall: config reloaded");
-                    }
-                    Ok(_) => eprintln!(
-                        "sipwall: reload refused: no secret domain; keeping the old config"
-                    ),
+                SIGHUP => match reload() {
+                    Ok(m) => eprintln!("sipwall: {m}"),
                     Err(e) => eprintln!("sipwall: reload failed, keeping the old config: {e:#}"),
                 },
                 _ => break 'serve,
@@ -571,11 +725,17 @@ fn run_inline(
             Ok(Ok(r)) => {
                 total.merge(&r.counters);
                 would.merge(&r.would_drop);
+                ctl.workers.lock().expect("workers lock").insert(r.queue, r);
             }
             Ok(Err(e)) => failed = Some(e),
             Err(_) => failed = Some(anyhow::anyhow!("a worker panicked")),
         }
     }
+    for h in helpers {
+        let _ = h.join();
+    }
+    keeper.lock().expect("keeper lock").finish(now_ns());
+    let _ = std::fs::remove_file(&daemon.socket);
     println!(
         "accepted: {}  dropped: {}  observed: {}",
         total.accepted, total.dropped, total.observed
@@ -602,4 +762,84 @@ fn run_inline(
         Some(e) => Err(e.context("worker failed")),
         None => Ok(0),
     }
+}
+
+/// A network as typed: a CIDR, or an address (a /32 or /128).
+fn net_arg(s: &str) -> Result<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| anyhow::anyhow!("{s}: not an address or CIDR"))
+}
+
+fn ctl_cmd(socket: &std::path::Path, json: bool, cmd: CtlCmd) -> Result<i32> {
+    use sipwall::inline::ctl::{call, render, Request};
+    let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs().max(1));
+    let (req, repeat) = match cmd {
+        CtlCmd::Bans => (Request::Bans, None),
+        CtlCmd::Ban { addr, for_, reason } => (
+            Request::Ban {
+                addr,
+                for_s: secs(for_),
+                reason,
+            },
+            None,
+        ),
+        CtlCmd::Unban { addr } => (Request::Unban { addr }, None),
+        CtlCmd::Allow { net, for_ } => (
+            Request::Allow {
+                net: net_arg(&net)?,
+                for_s: secs(for_),
+            },
+            None,
+        ),
+        CtlCmd::Deny { net, for_ } => (
+            Request::Deny {
+                net: net_arg(&net)?,
+                for_s: secs(for_),
+            },
+            None,
+        ),
+        CtlCmd::Unlist { net } => (
+            Request::Unlist {
+                net: net_arg(&net)?,
+            },
+            None,
+        ),
+        CtlCmd::Entries => (Request::Entries, None),
+        CtlCmd::Stats => (Request::Stats, None),
+        CtlCmd::Top { n, count } => {
+            let count = count.unwrap_or(if std::io::stdout().is_terminal() {
+                u64::MAX
+            } else {
+                1
+            });
+            (Request::Top { n }, Some(count))
+        }
+        CtlCmd::Reload => (Request::Reload, None),
+    };
+    let rounds = repeat.unwrap_or(1);
+    for i in 0..rounds {
+        let resp = call(socket, &req)?;
+        if !resp.ok {
+            eprintln!(
+                "sipwall ctl: {}",
+                resp.error.unwrap_or_else(|| "failed".into())
+            );
+            return Ok(1);
+        }
+        if json {
+            println!("{}", serde_json::to_string(&resp.data)?);
+        } else {
+            if repeat.is_some() && std::io::stdout().is_terminal() {
+                // Clear the screen and go home, as top does.
+                print!("\x1b[2J\x1b[H");
+            }
+            print!("{}", render(&req, &resp.data));
+        }
+        std::io::stdout().flush()?;
+        if i + 1 < rounds {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    Ok(0)
 }

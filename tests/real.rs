@@ -102,6 +102,7 @@ fn fresh_capture_from_real_peers_gets_the_expected_verdicts() {
     if !can_run_peers(&["tcpdump"]) {
         return;
     }
+    let _one = peers();
     let dir = tempfile::tempdir().unwrap();
     let pcap: PathBuf = dir.path().join("fresh.pcap");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/capture.sh");
@@ -127,6 +128,32 @@ fn facts(out: &std::process::Output) -> std::collections::HashMap<String, String
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.trim().to_string()))
         .collect()
+}
+
+/// The peer tests share the machine's two cores and their timing; one runs at a time.
+static PEERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn peers() -> std::sync::MutexGuard<'static, ()> {
+    PEERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs a `tests/e2e` script with the binary; its facts and its whole output.
+fn run_script(name: &str) -> (std::collections::HashMap<String, String>, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e")
+        .join(name);
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_sipwall"))
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    (facts(&out), log)
 }
 
 fn can_run_peers(extra: &[&str]) -> bool {
@@ -164,19 +191,8 @@ fn inline_in_front_of_kamailio_against_real_tools() {
     if !can_run_peers(&["iptables"]) {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/inline.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_sipwall"))
-        .output()
-        .unwrap();
-    let f = facts(&out);
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{log}");
+    let _one = peers();
+    let (f, log) = run_script("inline.sh");
     let get = |k: &str| {
         f.get(k)
             .unwrap_or_else(|| panic!("{k} missing: {log}"))
@@ -266,4 +282,63 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "a bad file keeps the old config: {log}"
     );
     assert_eq!(get("bad_reload_reported"), "1", "{log}");
+}
+
+/// Bans that hold: a guesser's ban goes into the kernel's nftables set (sipwall sees none of
+/// its later packets, conntrack keeps no entry) and runs the on_ban hook; a feed denies in the
+/// kernel; `ctl` unbans at once, denies and allows, shows stats and top; metrics are served;
+/// bans, feeds and counters survive kill -9 and a lost kernel table; a corrupt state file is
+/// moved aside and a full disk is reported, and filtering goes on in both cases.
+#[test]
+fn bans_hold_in_the_kernel_across_restarts_under_operator_control() {
+    if !can_run_peers(&["iptables", "nft", "conntrack"]) {
+        return;
+    }
+    let _one = peers();
+    let (f, log) = run_script("bans.sh");
+    let want = [
+        ("phone", "ok"),
+        ("guesser_failures_at_pbx", "2"),
+        ("ctl_bans_guesser", "1"),
+        ("kernel_ban4_has_guesser", "1"),
+        ("hook_lines", "1"),
+        ("banned_seen_by_sipwall_after_offload", "0"),
+        ("guesser_at_pbx_after_offload", "0"),
+        ("guesser_conntrack_entries", "0"),
+        ("feed_denied_phone", "failed"),
+        ("feed_requests_at_pbx", "0"),
+        ("ctl_entries_feed", "1"),
+        ("feed_bad_line_reported", "1"),
+        ("kernel_ban4_after_unban", "0"),
+        ("unbanned_registers", "ok"),
+        ("phone_while_denied", "failed"),
+        ("kernel_deny4_has_phone", "1"),
+        ("phone_after_unlist", "ok"),
+        ("ctl_manual_ban", "1"),
+        ("ctl_ban_allowed_refused", "yes"),
+        ("ctl_stats_lines", "3"),
+        ("ctl_top_rows", "1"),
+        ("ctl_bad_addr", "refused"),
+        ("metrics_decisions", "1"),
+        ("metrics_manual_ban", "1"),
+        ("metrics_kernel_set", "1"),
+        ("metrics_latency", "1"),
+        ("bans_after_kill9", "1"),
+        ("kernel_rebuilt", "1"),
+        ("counters_kept", "1"),
+        ("feed_after_restart", "1"),
+        ("phone_after_corrupt_state", "ok"),
+        ("corrupt_reported", "1"),
+        ("corrupt_moved_aside", "1"),
+        ("full_disk_reported", "1"),
+        ("phone_with_full_disk", "ok"),
+        ("alive_with_full_disk", "yes"),
+    ];
+    for (k, v) in want {
+        assert_eq!(f.get(k).map(String::as_str), Some(v), "{k}: {log}");
+    }
+    for k in ["kernel_ban4_packets", "kernel_deny4_packets"] {
+        let n: u64 = f[k].parse().unwrap();
+        assert!(n > 0, "{k}: the kernel set dropped packets: {log}");
+    }
 }

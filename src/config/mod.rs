@@ -3,6 +3,7 @@
 
 mod cidr;
 mod duration;
+pub mod feed;
 
 pub use cidr::CidrSet;
 pub use duration::{Duration, Expiry};
@@ -39,6 +40,25 @@ pub struct Config {
     pub tls: TlsSection,
     pub bans: BansSection,
     pub limits: LimitsSection,
+    /// Blocklist files (APIBan and the like) loaded into the deny list.
+    pub feeds: Vec<Feed>,
+}
+
+/// A blocklist file: one address or CIDR a line; `#` and `;` start comments.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feed {
+    pub path: std::path::PathBuf,
+    /// How long its entries hold when the file is not read again (it is re-read on reload and
+    /// whenever it changes).
+    #[serde(default = "Feed::default_ttl")]
+    pub ttl: Duration,
+}
+
+impl Feed {
+    fn default_ttl() -> Duration {
+        Duration::from_secs(7 * 86400)
+    }
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -259,6 +279,12 @@ pub struct BansSection {
     /// Distinct user names failing from one source that mean enumeration (0: off).
     pub enumeration_users: u32,
     pub enumeration_ban: Expiry,
+    /// Command run (by `sh -c`) for each new ban, with SIPWALL_SOURCE, SIPWALL_TIER,
+    /// SIPWALL_REASON, SIPWALL_UNTIL (Unix seconds, or "permanent"), SIPWALL_FAILURES and
+    /// SIPWALL_USERS in its environment. Never waited for by the packet path.
+    pub on_ban: Option<String>,
+    /// At most this many hook runs a minute; the rest are counted and logged.
+    pub on_ban_per_minute: u32,
 }
 
 impl Default for BansSection {
@@ -278,6 +304,8 @@ impl Default for BansSection {
             ],
             enumeration_users: 5,
             enumeration_ban: Expiry::For(Duration::from_secs(86400)),
+            on_ban: None,
+            on_ban_per_minute: 6,
         }
     }
 }

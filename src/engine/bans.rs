@@ -2,29 +2,36 @@
 //! Bans live in [`Shared`] (one for all workers); failure histories are per worker, since a
 //! source and the PBX's answers to it always reach the same worker.
 
-use super::SourceKey;
+use super::lists::{Entry, Lists};
+use super::{source_key, SourceKey};
 use crate::config::{BanTier, Expiry, Policy};
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Distinct user names remembered per source.
 const MAX_USERS: usize = 32;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Ban {
     /// The source as tracked: an IPv4 address or an IPv6 prefix.
     pub source: String,
     pub since_ns: u64,
     /// None: until a person releases it.
     pub until_ns: Option<u64>,
-    /// "tier-1", "tier-2", ..., "enumeration".
+    /// "tier-1", "tier-2", ..., "enumeration", "manual".
     pub tier: String,
+    /// Why, in words: "auth failures", "user enumeration", or the operator's reason.
+    #[serde(default)]
+    pub reason: String,
     pub evidence: Evidence,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Evidence {
     pub failures: u32,
     pub users: Vec<String>,
@@ -34,16 +41,48 @@ pub struct Evidence {
     pub last_failure_ns: u64,
 }
 
-/// State every worker shares: the bans.
-#[derive(Debug, Default)]
+/// State every worker shares: bans, runtime allow/deny entries, failure histories. `version`
+/// moves on every change, so the daemon knows when to save state and update kernel sets.
+#[derive(Default)]
 pub struct Shared {
     bans: DashMap<SourceKey, Ban>,
     count: AtomicUsize,
+    lists: ArcSwap<Lists>,
+    /// Failures are rare (one per PBX rejection), so one lock is cheap and lets every worker
+    /// and the state file see one history per source.
+    failures: Mutex<Failures>,
+    version: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("bans", &self.len())
+            .field("entries", &self.lists().entries().len())
+            .finish()
+    }
+}
+
+/// Everything [`Shared`] holds, as saved in the state directory.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub bans: Vec<Ban>,
+    pub entries: Vec<Entry>,
+    pub failures: Vec<FailureHistory>,
 }
 
 impl Shared {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A number that changes whenever bans, entries or failures change.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// True when `key` is banned at `now` (an expired ban is removed).
@@ -57,7 +96,7 @@ impl Shared {
             Some(b) => matches!(b.until_ns, Some(u) if u <= now),
         };
         if expired {
-            self.unban(key);
+            self.remove_ban(key);
             return false;
         }
         true
@@ -66,31 +105,52 @@ impl Shared {
     /// Applies an earned ban unless a longer one is in force. True when the source was not
     /// banned before.
     pub fn escalate(&self, key: SourceKey, ban: Ban) -> bool {
-        use dashmap::mapref::entry::Entry;
-        match self.bans.entry(key) {
-            Entry::Vacant(v) => {
+        use dashmap::mapref::entry::Entry as E;
+        let new = match self.bans.entry(key) {
+            E::Vacant(v) => {
                 v.insert(ban);
                 self.count.fetch_add(1, Ordering::Relaxed);
                 true
             }
-            Entry::Occupied(mut o) => {
+            E::Occupied(mut o) => {
                 let longer = match (o.get().until_ns, ban.until_ns) {
                     (None, _) => false,
                     (Some(_), None) => true,
                     (Some(a), Some(b)) => b > a,
                 };
-                if longer {
-                    o.insert(ban);
+                if !longer {
+                    return false;
                 }
+                o.insert(ban);
                 false
             }
-        }
+        };
+        self.changed();
+        new
     }
 
+    /// Sets a ban as given (an operator's), replacing any in force.
+    pub fn ban(&self, key: SourceKey, ban: Ban) {
+        if self.bans.insert(key, ban).is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        self.changed();
+    }
+
+    /// An operator's release: the ban goes, and so does the failure history that led to it
+    /// (else the next failure would ban again at once).
     pub fn unban(&self, key: SourceKey) -> Option<Ban> {
+        let b = self.remove_ban(key);
+        self.failures.lock().expect("failures lock").forget(key);
+        self.changed();
+        b
+    }
+
+    fn remove_ban(&self, key: SourceKey) -> Option<Ban> {
         let b = self.bans.remove(&key).map(|(_, b)| b);
         if b.is_some() {
             self.count.fetch_sub(1, Ordering::Relaxed);
+            self.changed();
         }
         b
     }
@@ -108,13 +168,142 @@ impl Shared {
         v
     }
 
+    /// Drops expired bans and entries. Called once a second by each engine.
     pub fn expire(&self, now: u64) {
         let before = self.bans.len();
         self.bans
             .retain(|_, b| !matches!(b.until_ns, Some(u) if u <= now));
         let removed = before.saturating_sub(self.bans.len());
-        self.count.fetch_sub(removed, Ordering::Relaxed);
+        if removed > 0 {
+            self.count.fetch_sub(removed, Ordering::Relaxed);
+            self.changed();
+        }
+        let lists = self.lists.load();
+        if lists.stale(now) {
+            let live = lists.live(now);
+            self.set_entries(live);
+        }
     }
+
+    /// The runtime allow/deny entries in force.
+    #[inline]
+    pub fn lists(&self) -> arc_swap::Guard<Arc<Lists>> {
+        self.lists.load()
+    }
+
+    /// Replaces the runtime entries (the `Lists` helpers build the new set).
+    pub fn set_entries(&self, entries: Vec<Entry>) {
+        self.lists.store(Arc::new(Lists::new(entries)));
+        self.changed();
+    }
+
+    /// Records a failure; returns the ban it earns, if any.
+    pub fn record_failure(&self, f: Failure, policy: &Policy) -> Option<Ban> {
+        let ban = self
+            .failures
+            .lock()
+            .expect("failures lock")
+            .record(f, policy);
+        self.changed();
+        ban
+    }
+
+    /// Sources with a failure history.
+    pub fn failing_sources(&self) -> usize {
+        self.failures.lock().expect("failures lock").by_source.len()
+    }
+
+    pub fn expire_failures(&self, now: u64, policy: &Policy) {
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .expire(now, keep_ns(policy));
+    }
+
+    /// A copy of everything, for the state file.
+    pub fn snapshot(&self) -> Snapshot {
+        let failures = self.failures.lock().expect("failures lock");
+        Snapshot {
+            bans: self.list(),
+            entries: self.lists().entries().to_vec(),
+            failures: failures
+                .by_source
+                .values()
+                .map(|h| FailureHistory {
+                    source: h.source.clone(),
+                    times: h.times.iter().copied().collect(),
+                    evidence: h.evidence.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes back a saved snapshot; what has expired by `now` is left out. Entries whose source
+    /// no longer reads as an address are skipped and counted.
+    pub fn restore(&self, s: Snapshot, now: u64) -> usize {
+        let mut skipped = 0;
+        for b in s.bans {
+            if matches!(b.until_ns, Some(u) if u <= now) {
+                continue;
+            }
+            match key_of_label(&b.source) {
+                Some(k) => self.ban(k, b),
+                None => skipped += 1,
+            }
+        }
+        self.set_entries(
+            s.entries
+                .into_iter()
+                .filter(|e| e.until_ns.is_none_or(|u| u > now))
+                .collect(),
+        );
+        let mut f = self.failures.lock().expect("failures lock");
+        for h in s.failures {
+            match key_of_label(&h.source) {
+                Some(k) => {
+                    f.by_source.insert(
+                        k,
+                        History {
+                            source: h.source,
+                            times: h.times.into(),
+                            evidence: h.evidence,
+                        },
+                    );
+                }
+                None => skipped += 1,
+            }
+        }
+        drop(f);
+        self.changed();
+        skipped
+    }
+}
+
+/// The key of a source label as [`super::source_label`] writes it: an address or an IPv6
+/// prefix.
+pub fn key_of_label(label: &str) -> Option<SourceKey> {
+    if let Ok(ip) = label.parse::<IpAddr>() {
+        return Some(source_key(ip, 128));
+    }
+    let net: ipnet::IpNet = label.parse().ok()?;
+    Some(source_key(net.addr(), net.prefix_len()))
+}
+
+/// One source's failures, as saved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailureHistory {
+    pub source: String,
+    pub times: Vec<u64>,
+    pub evidence: Evidence,
+}
+
+fn keep_ns(policy: &Policy) -> u64 {
+    policy
+        .tiers
+        .iter()
+        .map(|t| t.within.as_nanos())
+        .max()
+        .unwrap_or(0)
 }
 
 /// One failure as seen on the wire.
@@ -128,54 +317,44 @@ pub struct Failure<'a> {
 
 #[derive(Default)]
 struct History {
+    source: String,
     times: VecDeque<u64>,
     evidence: Evidence,
 }
 
-/// Failure histories per source, bounded in count and age.
-pub struct Failures {
+/// Failure histories per source, bounded in count (`limits.max_sources`) and age (the longest
+/// tier window).
+#[derive(Default)]
+struct Failures {
     by_source: ahash::AHashMap<SourceKey, History>,
-    max_sources: usize,
-    keep_ns: u64,
-    keep_count: usize,
 }
 
-#[allow(clippy::len_without_is_empty)]
 impl Failures {
-    pub fn new(policy: &Policy) -> Self {
-        Failures {
-            by_source: Default::default(),
-            max_sources: policy.config.limits.max_sources,
-            keep_ns: policy
-                .tiers
-                .iter()
-                .map(|t| t.within.as_nanos())
-                .max()
-                .unwrap_or(0),
-            keep_count: policy
-                .tiers
-                .iter()
-                .map(|t| t.failures as usize)
-                .max()
-                .unwrap_or(1),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_source.len()
+    fn forget(&mut self, key: SourceKey) {
+        self.by_source.remove(&key);
     }
 
     /// Records a failure; returns the ban it earns, if any.
-    pub fn record(&mut self, f: Failure, policy: &Policy) -> Option<Ban> {
-        if !self.by_source.contains_key(&f.key) && self.by_source.len() >= self.max_sources {
-            self.expire(f.now);
-            if self.by_source.len() >= self.max_sources {
+    fn record(&mut self, f: Failure, policy: &Policy) -> Option<Ban> {
+        let max_sources = policy.config.limits.max_sources;
+        if !self.by_source.contains_key(&f.key) && self.by_source.len() >= max_sources {
+            self.expire(f.now, keep_ns(policy));
+            if self.by_source.len() >= max_sources {
                 return None;
             }
         }
+        let keep_count = policy
+            .tiers
+            .iter()
+            .map(|t| t.failures as usize)
+            .max()
+            .unwrap_or(1);
         let h = self.by_source.entry(f.key).or_default();
+        if h.source.is_empty() {
+            h.source = f.source.to_string();
+        }
         h.times.push_back(f.now);
-        while h.times.len() > self.keep_count {
+        while h.times.len() > keep_count {
             h.times.pop_front();
         }
         let e = &mut h.evidence;
@@ -223,13 +402,17 @@ impl Failures {
                 Expiry::Permanent => None,
                 Expiry::For(d) => Some(f.now.saturating_add(d.as_nanos())),
             },
+            reason: if tier == "enumeration" {
+                "user enumeration".into()
+            } else {
+                "auth failures".into()
+            },
             tier,
             evidence: h.evidence.clone(),
         })
     }
 
-    pub fn expire(&mut self, now: u64) {
-        let keep = self.keep_ns;
+    fn expire(&mut self, now: u64, keep: u64) {
         self.by_source.retain(|_, h| {
             h.times
                 .back()

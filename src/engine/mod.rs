@@ -8,19 +8,21 @@
 
 mod bans;
 mod clock;
+pub mod lists;
 mod rate;
 mod reason;
 mod tables;
 
-pub use bans::{Ban, Evidence, Shared};
+pub use bans::{key_of_label, Ban, Evidence, FailureHistory, Shared, Snapshot};
 pub use clock::PassedClock;
-pub use reason::{Counters, Decision, Outcome, Reason, Verdict, What};
+pub use lists::{Entry, ListKind};
+pub use reason::{Counters, Decision, Outcome, Reason, Totals, Verdict, What};
 
 use crate::config::{Action, Policy};
 use crate::net::tcp::{FlowKey, Push, TcpLimits, TcpStreams};
 use crate::net::{Packet, Transport};
 use crate::sip::{self, Framing, HeaderName, Message, Method, ParseError, StartLine};
-use bans::{Failure, Failures};
+use bans::Failure;
 use rate::{Class, RateLimits};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -84,7 +86,6 @@ pub struct Engine {
     policy: Arc<Policy>,
     shared: Arc<Shared>,
     rate: RateLimits,
-    failures: Failures,
     tables: Tables,
     tcp: TcpStreams,
     counters: Counters,
@@ -111,7 +112,6 @@ impl Engine {
         });
         Engine {
             rate: RateLimits::new(&policy.config.rate, l.max_sources),
-            failures: Failures::new(&policy),
             tables: Tables::new(l.max_dialogs, l.max_transactions, l.dialog_idle.as_nanos()),
             tcp,
             counters: Counters::default(),
@@ -137,7 +137,7 @@ impl Engine {
             ("dialogs", self.tables.dialogs_len()),
             ("transactions", self.tables.txns_len()),
             ("tcp_flows", self.tcp.flow_count()),
-            ("failing_sources", self.failures.len()),
+            ("failing_sources", self.shared.failing_sources()),
         ]
     }
 
@@ -197,7 +197,7 @@ impl Engine {
         self.rate.expire(now);
         self.tables.expire(now);
         self.tcp.expire(now);
-        self.failures.expire(now);
+        self.shared.expire_failures(now, &self.policy);
         self.shared.expire(now);
     }
 
@@ -573,7 +573,7 @@ impl Engine {
     fn record_failure(&mut self, m: &Message, txn: Option<&Txn>, peer: IpAddr, now: u64) {
         self.counters.auth_failures += 1;
         let ip = txn.map_or(peer, |t| t.ip);
-        if self.policy.is_allowed(ip) {
+        if self.policy.is_allowed(ip) || self.shared.lists().is_allowed(ip) {
             return;
         }
         let prefix = self.policy.ipv6_prefix;
@@ -591,7 +591,7 @@ impl Engine {
             request_line: line,
             now,
         };
-        if let Some(ban) = self.failures.record(failure, &self.policy) {
+        if let Some(ban) = self.shared.record_failure(failure, &self.policy) {
             let (source, tier, failures) =
                 (ban.source.clone(), ban.tier.clone(), ban.evidence.failures);
             if self.shared.escalate(key, ban) {
@@ -612,10 +612,11 @@ impl Engine {
 
     /// The first checks, on the source alone: allow list, deny list, ban.
     fn source(&self, ip: IpAddr, now: u64) -> Result<Src, Decision> {
-        let allowed = self.policy.is_allowed(ip);
+        let lists = self.shared.lists();
+        let allowed = self.policy.is_allowed(ip) || lists.is_allowed(ip);
         let key = source_key(ip, self.policy.ipv6_prefix);
         if !allowed {
-            if self.policy.is_denied(ip) {
+            if self.policy.is_denied(ip) || lists.is_denied(ip) {
                 return Err(Decision::drop(Reason::DeniedSource));
             }
             if self.shared.is_banned(key, now) {

@@ -196,6 +196,45 @@ impl Counters {
     }
 }
 
+/// Counters as saved and reported: by reason id, so they read the same across versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Totals {
+    pub accepted: u64,
+    pub dropped: u64,
+    pub observed: u64,
+    pub messages: u64,
+    pub auth_failures: u64,
+    pub bans: u64,
+    pub reasons: std::collections::BTreeMap<String, u64>,
+}
+
+impl Totals {
+    pub fn add(&mut self, c: &Counters) {
+        self.accepted += c.accepted;
+        self.dropped += c.dropped;
+        self.observed += c.observed;
+        self.messages += c.messages;
+        self.auth_failures += c.auth_failures;
+        self.bans += c.bans;
+        for (r, n) in c.reasons() {
+            *self.reasons.entry(r.to_string()).or_default() += n;
+        }
+    }
+
+    pub fn merge(&mut self, o: &Totals) {
+        self.accepted += o.accepted;
+        self.dropped += o.dropped;
+        self.observed += o.observed;
+        self.messages += o.messages;
+        self.auth_failures += o.auth_failures;
+        self.bans += o.bans;
+        for (r, n) in &o.reasons {
+            *self.reasons.entry(r.clone()).or_default() += n;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

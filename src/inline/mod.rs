@@ -6,15 +6,23 @@
 //! briefly when idle (to notice shutdown and reloads); its cost against a blocking netlink
 //! loop is what issue 3's benchmark is to measure.
 
+pub mod ctl;
+pub mod keeper;
 pub mod log;
+pub mod metrics;
+pub mod offload;
 pub mod rules;
+pub mod state;
 
 use crate::config::Policy;
 use crate::engine::{Counters, Decision, Direction, Engine, Reason, Shared, Verdict};
 use crate::net::{IpView, Packet};
+use prometheus_client::metrics::histogram::Histogram;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Netfilter hooks (linux/netfilter.h) a queued packet can come from.
 const NF_INET_LOCAL_IN: u8 = 1;
@@ -27,15 +35,34 @@ pub struct Control {
     pub policy: Mutex<Arc<Policy>>,
     pub generation: AtomicU64,
     pub shared: Arc<Shared>,
+    /// What each worker last published (a few times a second), by queue.
+    pub workers: Mutex<BTreeMap<u16, WorkerStats>>,
+    /// Time to judge a packet, sampled (one packet in [`LATENCY_SAMPLE`]).
+    pub latency: Histogram,
+    /// `sipwall ctl reload` asks the main thread, which owns the config paths.
+    pub reload_requested: AtomicBool,
+    pub dry_run: bool,
+    pub started_ns: u64,
 }
 
+/// One packet in this many has its decision timed for the latency histogram.
+pub const LATENCY_SAMPLE: u64 = 64;
+
 impl Control {
-    pub fn new(policy: Arc<Policy>) -> Arc<Control> {
+    pub fn new(policy: Arc<Policy>, dry_run: bool) -> Arc<Control> {
         Arc::new(Control {
             stop: AtomicBool::new(false),
             policy: Mutex::new(policy),
             generation: AtomicU64::new(0),
             shared: Arc::new(Shared::new()),
+            workers: Mutex::new(BTreeMap::new()),
+            // 1 µs to ~1 ms.
+            latency: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                1e-6, 2.0, 11,
+            )),
+            reload_requested: AtomicBool::new(false),
+            dry_run,
+            started_ns: now_ns(),
         })
     }
 
@@ -45,29 +72,108 @@ impl Control {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    fn current(&self) -> Arc<Policy> {
+    pub fn current(&self) -> Arc<Policy> {
         self.policy.lock().expect("policy lock").clone()
+    }
+
+    /// The workers' last reports.
+    pub fn worker_stats(&self) -> Vec<WorkerStats> {
+        self.workers
+            .lock()
+            .expect("workers lock")
+            .values()
+            .cloned()
+            .collect()
     }
 }
 
-/// What a worker did, reported when it stops.
-#[derive(Debug, Default)]
-pub struct Report {
+/// What a worker did: published while it runs, returned when it stops.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerStats {
     pub queue: u16,
     pub counters: Counters,
     /// Drops that `--dry-run` let through, by reason.
     pub would_drop: Counters,
     pub recv_errors: u64,
+    /// Engine table sizes: sources, dialogs, transactions, TCP flows, failing sources.
+    pub tables: Vec<(&'static str, usize)>,
+    /// Requests charged to the overflow bucket (source table full).
+    pub overflowed: u64,
+    /// Packets and drops per source in the last full second, the busiest first.
+    pub top: Vec<SourceTally>,
 }
 
-fn now_ns() -> u64 {
+/// The old name of [`WorkerStats`], as `worker` returns it.
+pub type Report = WorkerStats;
+
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct SourceTally {
+    pub source: IpAddr,
+    pub packets: u64,
+    pub drops: u64,
+}
+
+/// Per-source packet and drop counts over one second, for `ctl top`. Bounded: past
+/// `MAX_TALLY` sources a second, new ones are not tallied (a spoofed flood shows in the
+/// counters instead).
+#[derive(Default)]
+struct Tally {
+    by_source: ahash::AHashMap<IpAddr, (u64, u64)>,
+}
+
+const MAX_TALLY: usize = 65_536;
+const TOP: usize = 20;
+const PUBLISH_NS: u64 = 250_000_000;
+
+impl Tally {
+    #[inline]
+    fn note(&mut self, src: IpAddr, dropped: bool) {
+        let n = self.by_source.len();
+        if let Some(t) = match self.by_source.get_mut(&src) {
+            Some(t) => Some(t),
+            None if n < MAX_TALLY => Some(self.by_source.entry(src).or_default()),
+            None => None,
+        } {
+            t.0 += 1;
+            t.1 += u64::from(dropped);
+        }
+    }
+
+    /// The busiest sources by packets and by drops; the tally starts again.
+    fn take_top(&mut self) -> Vec<SourceTally> {
+        let mut all: Vec<SourceTally> = self
+            .by_source
+            .drain()
+            .map(|(source, (packets, drops))| SourceTally {
+                source,
+                packets,
+                drops,
+            })
+            .collect();
+        let mut top = Vec::with_capacity(2 * TOP);
+        for by_drops in [false, true] {
+            let key =
+                |t: &SourceTally| std::cmp::Reverse(if by_drops { t.drops } else { t.packets });
+            if all.len() > TOP {
+                all.select_nth_unstable_by_key(TOP, key);
+            }
+            top.extend(all.iter().take(TOP).copied());
+        }
+        top.sort_by_key(|t| (std::cmp::Reverse(t.packets), t.source));
+        top.dedup_by_key(|t| t.source);
+        top
+    }
+}
+
+pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Serves one queue until `ctl.stop`; every packet received gets a verdict.
-pub fn worker(queue: u16, ctl: Arc<Control>, dry_run: bool) -> anyhow::Result<Report> {
+pub fn worker(queue: u16, ctl: Arc<Control>) -> anyhow::Result<Report> {
+    let dry_run = ctl.dry_run;
     let mut q = nfq::Queue::open()?;
     q.bind(queue)?;
     // Overload: let packets through rather than drop them in the kernel.
@@ -78,11 +184,14 @@ pub fn worker(queue: u16, ctl: Arc<Control>, dry_run: bool) -> anyhow::Result<Re
     let mut policy = ctl.current();
     let mut generation = ctl.generation.load(Ordering::Acquire);
     let mut engine = Engine::new(policy.clone(), ctl.shared.clone());
-    let mut report = Report {
+    let mut report = WorkerStats {
         queue,
         ..Default::default()
     };
     let mut drops = log::DropLog::new(20, 100_000);
+    let mut tally = Tally::default();
+    let (mut last_publish, mut last_top) = (0u64, 0u64);
+    let mut seen = 0u64;
     let mut idle = 0u32;
     tracing::info!(queue, dry_run, "worker started");
     loop {
@@ -102,6 +211,11 @@ pub fn worker(queue: u16, ctl: Arc<Control>, dry_run: bool) -> anyhow::Result<Re
                 if ctl.stop.load(Ordering::Acquire) {
                     break;
                 }
+                let now = now_ns();
+                if now.saturating_sub(last_publish) >= PUBLISH_NS {
+                    publish(&ctl, &engine, &mut report, &mut tally, &mut last_top, now);
+                    last_publish = now;
+                }
                 idle = (idle + 1).min(20);
                 if idle > 4 {
                     std::thread::sleep(Duration::from_micros(50 * u64::from(idle)));
@@ -117,6 +231,8 @@ pub fn worker(queue: u16, ctl: Arc<Control>, dry_run: bool) -> anyhow::Result<Re
             }
         };
         let now = now_ns();
+        seen += 1;
+        let timed = (seen % LATENCY_SAMPLE == 0).then(Instant::now);
         let d = match Packet::from_ip(msg.get_payload()) {
             IpView::Packet(p) => {
                 let dir = match msg.get_hook() {
@@ -129,6 +245,9 @@ pub fn worker(queue: u16, ctl: Arc<Control>, dry_run: bool) -> anyhow::Result<Re
                 let d = engine.decide(&p, dir, now);
                 if d.verdict == Verdict::Drop {
                     drops.drop(p.src.ip(), d.reason, now);
+                }
+                if dir == Direction::ToPbx {
+                    tally.note(p.src.ip(), d.verdict == Verdict::Drop);
                 }
                 d
             }
@@ -151,6 +270,13 @@ pub fn worker(queue: u16, ctl: Arc<Control>, dry_run: bool) -> anyhow::Result<Re
         };
         msg.set_verdict(verdict);
         q.verdict(msg)?;
+        if let Some(t) = timed {
+            ctl.latency.observe(t.elapsed().as_secs_f64());
+        }
+        if now.saturating_sub(last_publish) >= PUBLISH_NS {
+            publish(&ctl, &engine, &mut report, &mut tally, &mut last_top, now);
+            last_publish = now;
+        }
     }
     report.counters = engine.counters().clone();
     tracing::info!(
@@ -160,6 +286,29 @@ pub fn worker(queue: u16, ctl: Arc<Control>, dry_run: bool) -> anyhow::Result<Re
         "worker stopped"
     );
     Ok(report)
+}
+
+/// Shares the worker's counters and tables with the control socket and metrics; the top
+/// sources once a second.
+fn publish(
+    ctl: &Control,
+    engine: &Engine,
+    report: &mut WorkerStats,
+    tally: &mut Tally,
+    last_top: &mut u64,
+    now: u64,
+) {
+    report.counters = engine.counters().clone();
+    report.tables = engine.table_sizes().to_vec();
+    report.overflowed = engine.pressure().0;
+    if now.saturating_sub(*last_top) >= 1_000_000_000 {
+        report.top = tally.take_top();
+        *last_top = now;
+    }
+    ctl.workers
+        .lock()
+        .expect("workers lock")
+        .insert(report.queue, report.clone());
 }
 
 fn counted(engine: &mut Engine, d: Decision) -> Decision {

@@ -14,7 +14,8 @@ kamailio_up
 printf '[sip]\ndomains = ["sip.example.com"]\n[sources]\nallow = ["198.18.0.20/32"]\n' > "$run/main.toml"
 sipwall_up() { # args after `run` (default: the config above)
   [ $# -gt 0 ] || set -- --config "$run/main.toml"
-  ip netns exec "$ns-pbx" "$sipwall" run --log-format fail2ban --apply-rules "$@" >"$run/sipwall.out" 2>"$run/sipwall.err" &
+  ip netns exec "$ns-pbx" "$sipwall" run --log-format fail2ban --apply-rules --state-dir "$run/state" --socket "$run/ctl.sock" \
+    "$@" >"$run/sipwall.out" 2>"$run/sipwall.err" &
   sw=$!
   pids+=($sw)
   sleep 1

@@ -46,10 +46,11 @@ kamailio_up() {
 }
 
 # sipp_run HOST SCENARIO USER PASSWORD TRANSPORT COUNT: exit 0 when every call succeeded.
-# PBX=[2001:db8::2] (and LOCAL=2001:db8::N) for IPv6.
+# PBX=[2001:db8::2] (and LOCAL=2001:db8::N) for IPv6; SIPP_TIMEOUT=S for runs expected to fail.
 sipp_run() {
-  ip netns exec "$ns-$1" timeout 20 sipp "${PBX:-198.18.0.2}:5060" ${LOCAL:+-i "$LOCAL"} -sf "$2" -key domain "${DOMAIN:-sip.example.com}" -key user "$3" \
-    -au "$3" -ap "$4" -t "$5" -m "$6" -r 5 -timeout 15 -nostdin -trace_err -error_file "$run/sipp-$1.err" \
+  local t=${SIPP_TIMEOUT:-15}
+  ip netns exec "$ns-$1" timeout $((t + 5)) sipp "${PBX:-198.18.0.2}:5060" ${LOCAL:+-i "$LOCAL"} -sf "$2" -key domain "${DOMAIN:-sip.example.com}" -key user "$3" \
+    -au "$3" -ap "$4" -t "$5" -m "$6" -r 5 -timeout "$t" -nostdin -trace_err -error_file "$run/sipp-$1.err" \
     >"$run/sipp-$1.out" 2>&1
 }
 

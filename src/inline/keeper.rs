@@ -1,0 +1,379 @@
+//! The daemon's housekeeping, off the packet path: it saves state, keeps the kernel's ban and
+//! deny sets equal to the engine's, loads blocklist feeds, and runs the `on_ban` hook. Workers
+//! only touch [`Shared`](crate::engine::Shared); the keeper notices changes by its version.
+
+use super::offload::{Offload, Wanted};
+use super::state::{Loaded, StateDir};
+use super::{Control, WorkerStats};
+use crate::config::feed;
+use crate::engine::{Ban, ListKind, Totals};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+const SECOND: u64 = 1_000_000_000;
+/// Counters alone (no ban or entry changed) are saved this often.
+const SAVE_COUNTERS_NS: u64 = 10 * SECOND;
+/// Feed files are checked for changes this often.
+const FEED_CHECK_NS: u64 = 10 * SECOND;
+
+pub struct Keeper {
+    ctl: Arc<Control>,
+    state: Option<StateDir>,
+    offload: Option<Offload>,
+    /// Counters from before this start (the state file's).
+    base: Totals,
+    saved_version: u64,
+    last_save: u64,
+    save_error: Option<String>,
+    synced: Option<(u64, u64)>,
+    sync_error: Option<String>,
+    known_bans: HashMap<String, (u64, Option<u64>)>,
+    feeds: HashMap<PathBuf, Option<SystemTime>>,
+    last_feed_check: u64,
+    hook: Hook,
+}
+
+/// Options the daemon starts the keeper with.
+pub struct KeeperOptions {
+    pub state_dir: Option<PathBuf>,
+    /// Kernel offload of bans and deny entries (nftables).
+    pub offload: bool,
+}
+
+impl Keeper {
+    /// Restores saved state into `ctl.shared`, builds the kernel sets and loads feeds. Problems
+    /// (an unreadable state file, no nft) are logged; the daemon starts regardless.
+    pub fn start(ctl: Arc<Control>, opts: &KeeperOptions, now: u64) -> Keeper {
+        let mut base = Totals::default();
+        let state = opts.state_dir.as_deref().and_then(|dir| {
+            let s = StateDir::open(dir)
+                .map_err(|e| tracing::error!(dir = %dir.display(), error = %e, "state directory unusable: bans will not survive a restart"))
+                .ok()?;
+            match s.load(now) {
+                Ok(Loaded::Empty) => tracing::info!(path = %s.path().display(), "no saved state"),
+                Ok(Loaded::State { snapshot, saved_ns, counters }) => {
+                    let (bans, entries) = (snapshot.bans.len(), snapshot.entries.len());
+                    let skipped = ctl.shared.restore(snapshot, now);
+                    base = counters;
+                    tracing::info!(bans, entries, skipped, age_s = now.saturating_sub(saved_ns) / SECOND, "state restored");
+                }
+                Ok(Loaded::Corrupt { error, moved_to }) => tracing::error!(
+                    %error, moved_to = %moved_to.display(),
+                    "state file unreadable: moved aside, starting without saved bans"
+                ),
+                Err(e) => tracing::error!(error = %e, "state file unreadable, starting without saved bans"),
+            }
+            Some(s)
+        });
+        let offload = if opts.offload {
+            let c = &ctl.current().config.sip;
+            let ports = [&c.udp_ports[..], &c.tcp_ports, &c.tls_ports].concat();
+            Offload::create(ports)
+                .map_err(|e| tracing::error!(error = %e, "kernel offload off: bans are enforced by sipwall only"))
+                .ok()
+        } else {
+            None
+        };
+        let known_bans = ctl
+            .shared
+            .list()
+            .into_iter()
+            .map(|b| (b.source.clone(), (b.since_ns, b.until_ns)))
+            .collect();
+        let mut k = Keeper {
+            hook: Hook::default(),
+            ctl,
+            state,
+            offload,
+            base,
+            saved_version: u64::MAX,
+            last_save: now,
+            save_error: None,
+            synced: None,
+            sync_error: None,
+            known_bans,
+            feeds: HashMap::new(),
+            last_feed_check: now,
+        };
+        k.load_feeds(now);
+        k.tick(now);
+        k
+    }
+
+    /// Once every ~200 ms, and after every operator command.
+    pub fn tick(&mut self, now: u64) {
+        let shared = self.ctl.shared.clone();
+        shared.expire(now);
+        if now.saturating_sub(self.last_feed_check) >= FEED_CHECK_NS {
+            self.last_feed_check = now;
+            if self.feeds_changed() {
+                self.load_feeds(now);
+            }
+        }
+        let version = shared.version();
+        let generation = self
+            .ctl
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        if self.synced != Some((version, generation)) {
+            let bans = shared.list();
+            self.new_bans(&bans, now);
+            self.sync_kernel(&bans, now);
+            self.synced = Some((version, generation));
+        }
+        if version != self.saved_version && now.saturating_sub(self.last_save) >= SECOND
+            || now.saturating_sub(self.last_save) >= SAVE_COUNTERS_NS
+        {
+            self.save(now);
+        }
+        self.hook.reap();
+    }
+
+    /// The last save, at stop.
+    pub fn finish(&mut self, now: u64) {
+        self.save(now);
+    }
+
+    /// Counters since the first start: saved ones plus this run's.
+    pub fn totals(&self, live: &[WorkerStats]) -> Totals {
+        let mut t = self.base.clone();
+        for w in live {
+            t.add(&w.counters);
+        }
+        t
+    }
+
+    /// Packets each kernel set's rules matched; empty without offload.
+    pub fn kernel_counters(&self) -> std::collections::BTreeMap<String, u64> {
+        self.offload
+            .as_ref()
+            .and_then(|o| o.counters().ok())
+            .unwrap_or_default()
+    }
+
+    pub fn offloading(&self) -> bool {
+        self.offload.is_some()
+    }
+
+    pub fn state_path(&self) -> Option<PathBuf> {
+        self.state.as_ref().map(StateDir::path)
+    }
+
+    fn save(&mut self, now: u64) {
+        let Some(state) = &self.state else { return };
+        let version = self.ctl.shared.version();
+        let totals = self.totals(&self.ctl.worker_stats());
+        match state.save(self.ctl.shared.snapshot(), totals, now) {
+            Ok(()) => {
+                if self.save_error.take().is_some() {
+                    tracing::info!("state saved again");
+                }
+                self.saved_version = version;
+            }
+            Err(e) => {
+                // A full disk: said once, retried every tick after a second; the old file stays.
+                let e = e.to_string();
+                if self.save_error.as_ref() != Some(&e) {
+                    tracing::error!(error = %e, path = %state.path().display(), "cannot save state; retrying");
+                }
+                self.save_error = Some(e);
+            }
+        }
+        self.last_save = now;
+    }
+
+    fn sync_kernel(&mut self, bans: &[Ban], now: u64) {
+        let Some(off) = &mut self.offload else { return };
+        let policy = self.ctl.current();
+        let mut want = Wanted::default();
+        for b in bans {
+            let Some(net) = net_of_label(&b.source) else {
+                continue;
+            };
+            let left = b.until_ns.map(|u| u.saturating_sub(now).div_ceil(SECOND));
+            want.ban.insert(net, left);
+        }
+        let lists = self.ctl.shared.lists();
+        let mut allow: Vec<IpNet> = policy.config.sources.allow.clone();
+        let mut deny: Vec<IpNet> = policy.config.sources.deny.clone();
+        for e in lists.entries() {
+            match e.kind {
+                ListKind::Allow => allow.push(e.net),
+                ListKind::Deny => deny.push(e.net),
+            }
+        }
+        // Interval sets refuse overlapping elements; the kernel needs the merged form.
+        want.allow = IpNet::aggregate(&allow)
+            .into_iter()
+            .map(|n| (n, None))
+            .collect();
+        want.deny = IpNet::aggregate(&deny)
+            .into_iter()
+            .map(|n| (n, None))
+            .collect();
+        match off.sync(&want) {
+            Ok(newly) => {
+                self.sync_error = None;
+                for n in newly {
+                    tracing::info!(source = %n, "blocked in the kernel; its conntrack entries deleted");
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if self.sync_error.as_ref() != Some(&e) {
+                    tracing::error!(error = %e, "kernel sets not updated; sipwall still drops these sources itself");
+                }
+                self.sync_error = Some(e);
+                // Try again next tick.
+                self.synced = None;
+            }
+        }
+    }
+
+    /// Bans not seen before, or made longer: the hook runs for each.
+    fn new_bans(&mut self, bans: &[Ban], now: u64) {
+        let mut seen = HashMap::with_capacity(bans.len());
+        for b in bans {
+            let v = (b.since_ns, b.until_ns);
+            if self.known_bans.get(&b.source) != Some(&v) {
+                let cmd = self.ctl.current().config.bans.on_ban.clone();
+                let per_minute = self.ctl.current().config.bans.on_ban_per_minute;
+                if let Some(cmd) = cmd {
+                    self.hook.fire(&cmd, per_minute, b, now);
+                }
+            }
+            seen.insert(b.source.clone(), v);
+        }
+        self.known_bans = seen;
+    }
+
+    fn feeds_changed(&self) -> bool {
+        let policy = self.ctl.current();
+        policy.config.feeds.len() != self.feeds.len()
+            || policy
+                .config
+                .feeds
+                .iter()
+                .any(|f| self.feeds.get(&f.path) != Some(&mtime(&f.path)))
+    }
+
+    /// Reads every configured feed into the deny entries (their provenance is `feed:PATH`);
+    /// entries of feeds no longer configured go. A feed that cannot be read keeps its old
+    /// entries until they expire.
+    pub fn load_feeds(&mut self, now: u64) {
+        let policy = self.ctl.current();
+        let shared = &self.ctl.shared;
+        let mut lists_entries = shared.lists().entries().to_vec();
+        let configured: Vec<String> = policy
+            .config
+            .feeds
+            .iter()
+            .map(|f| format!("feed:{}", f.path.display()))
+            .collect();
+        lists_entries
+            .retain(|e| !e.provenance.starts_with("feed:") || configured.contains(&e.provenance));
+        let mut lists = crate::engine::lists::Lists::new(lists_entries);
+        self.feeds.clear();
+        for (f, provenance) in policy.config.feeds.iter().zip(&configured) {
+            self.feeds.insert(f.path.clone(), mtime(&f.path));
+            let text = match std::fs::read_to_string(&f.path) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(feed = %f.path.display(), error = %e, "feed unreadable; its old entries stay until they expire");
+                    continue;
+                }
+            };
+            let p = feed::parse(&text);
+            for (line, text) in &p.bad {
+                tracing::warn!(feed = %f.path.display(), line, text, "feed line is not an address; skipped");
+            }
+            let until = now.saturating_add(f.ttl.as_nanos());
+            lists = crate::engine::lists::Lists::new(lists.with_feed(
+                provenance,
+                &p.nets,
+                ListKind::Deny,
+                now,
+                Some(until),
+            ));
+            tracing::info!(feed = %f.path.display(), entries = p.nets.len(), bad_lines = p.bad_count, "feed loaded");
+        }
+        shared.set_entries(lists.entries().to_vec());
+    }
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// A ban's source label as a network: an address, or an IPv6 prefix.
+fn net_of_label(label: &str) -> Option<IpNet> {
+    label
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| label.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// The `on_ban` command: started, never waited for; at most `per_minute` a minute.
+#[derive(Default)]
+struct Hook {
+    window_start: u64,
+    in_window: u32,
+    skipped: u64,
+    children: Vec<Child>,
+}
+
+impl Hook {
+    fn fire(&mut self, cmd: &str, per_minute: u32, b: &Ban, now: u64) {
+        if now.saturating_sub(self.window_start) >= 60 * SECOND {
+            if self.skipped > 0 {
+                tracing::warn!(
+                    skipped = self.skipped,
+                    "on_ban hook: runs skipped by its rate limit"
+                );
+            }
+            self.window_start = now;
+            self.in_window = 0;
+            self.skipped = 0;
+        }
+        if self.in_window >= per_minute {
+            self.skipped += 1;
+            return;
+        }
+        self.in_window += 1;
+        let until = b
+            .until_ns
+            .map_or_else(|| "permanent".to_string(), |u| (u / SECOND).to_string());
+        let started = Command::new("sh")
+            .args(["-c", cmd])
+            .env("SIPWALL_SOURCE", &b.source)
+            .env("SIPWALL_TIER", &b.tier)
+            .env("SIPWALL_REASON", &b.reason)
+            .env("SIPWALL_UNTIL", until)
+            .env("SIPWALL_FAILURES", b.evidence.failures.to_string())
+            .env("SIPWALL_USERS", b.evidence.users.join(","))
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        match started {
+            Ok(c) => self.children.push(c),
+            Err(e) => tracing::error!(error = %e, "on_ban hook not started"),
+        }
+    }
+
+    /// Collects finished hook runs (no zombies); reports failures.
+    fn reap(&mut self) {
+        self.children.retain_mut(|c| match c.try_wait() {
+            Ok(Some(st)) => {
+                if !st.success() {
+                    tracing::warn!(status = %st, "on_ban hook failed");
+                }
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        });
+    }
+}

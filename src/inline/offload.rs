@@ -1,0 +1,286 @@
+//! Kernel offload of bans and deny entries: nftables sets in sipwall's own table (`inet
+//! sipwall`), matched in a chain that runs before iptables' filter chains (priority -10), so a
+//! banned source's SIP packets are dropped in the kernel and never cost a queue round trip.
+//!
+//! The table is sipwall's alone: it is built whole in one transaction, never touches other
+//! tables, and coexists with iptables-nft. Every sync replaces a changed set's contents in one
+//! transaction (flush + add), which keeps the kernel equal to sipwall's state without tracking
+//! deltas; ban elements carry their remaining time, so the kernel expires them on its own even
+//! while sipwall is down. Sources newly blocked have their conntrack entries deleted, so an
+//! established UDP "flow" stops too.
+
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+pub const TABLE: &str = "sipwall";
+
+/// Sets and what they hold. Allowed sources return early (they still reach the queue).
+const SETS: [(&str, &str, &str); 6] = [
+    ("allow4", "ipv4_addr", "return"),
+    ("allow6", "ipv6_addr", "return"),
+    ("ban4", "ipv4_addr", "drop"),
+    ("ban6", "ipv6_addr", "drop"),
+    ("deny4", "ipv4_addr", "drop"),
+    ("deny6", "ipv6_addr", "drop"),
+];
+
+/// What a set should hold: network → seconds left (None: no timeout).
+pub type Elements = BTreeMap<IpNet, Option<u64>>;
+
+/// The wanted contents of every set.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub allow: Elements,
+    pub ban: Elements,
+    pub deny: Elements,
+}
+
+impl Wanted {
+    fn set(&self, name: &str) -> Elements {
+        let (all, v4) = match name {
+            "allow4" => (&self.allow, true),
+            "allow6" => (&self.allow, false),
+            "ban4" => (&self.ban, true),
+            "ban6" => (&self.ban, false),
+            "deny4" => (&self.deny, true),
+            _ => (&self.deny, false),
+        };
+        all.iter()
+            .filter(|(n, _)| matches!(n, IpNet::V4(_)) == v4)
+            .map(|(n, t)| (*n, *t))
+            .collect()
+    }
+}
+
+/// The kernel side: what is installed, and how to change it.
+pub struct Offload {
+    ports: Vec<u16>,
+    installed: BTreeMap<&'static str, Elements>,
+}
+
+/// Packets each set's rule has dropped (or let through to the queue, for allow sets).
+pub type SetCounters = BTreeMap<String, u64>;
+
+impl Offload {
+    /// Builds sipwall's table afresh (an old one is replaced) for these SIP ports.
+    pub fn create(mut ports: Vec<u16>) -> anyhow::Result<Offload> {
+        ports.sort_unstable();
+        ports.dedup();
+        let o = Offload {
+            ports,
+            installed: BTreeMap::new(),
+        };
+        nft(&o.table_script())?;
+        Ok(o)
+    }
+
+    /// The script that (re)creates the table, empty.
+    pub fn table_script(&self) -> String {
+        let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+        let ports = ports.join(", ");
+        let mut s =
+            format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n");
+        for (name, ty, _) in SETS {
+            // interval: deny entries are CIDRs, IPv6 bans are prefixes.
+            s += &format!("  set {name} {{ type {ty}; flags interval, timeout; }}\n");
+        }
+        for hook in ["input", "forward"] {
+            s += &format!(
+                "  chain {hook} {{\n    type filter hook {hook} priority -10; policy accept;\n"
+            );
+            for (name, _, verdict) in SETS {
+                let family = if name.ends_with('4') { "ip" } else { "ip6" };
+                s += &format!(
+                    "    meta l4proto {{ udp, tcp }} th dport {{ {ports} }} {family} saddr @{name} counter {verdict}\n"
+                );
+            }
+            s += "  }\n";
+        }
+        s + "}\n"
+    }
+
+    /// Makes the kernel sets equal `want`. Returns the networks newly banned or denied, whose
+    /// conntrack entries were deleted.
+    pub fn sync(&mut self, want: &Wanted) -> anyhow::Result<Vec<IpNet>> {
+        let mut script = String::new();
+        let mut newly = Vec::new();
+        let mut changed = Vec::new();
+        for (name, _, verdict) in SETS {
+            let elems = want.set(name);
+            let before = self.installed.get(name);
+            if before == Some(&elems) || (before.is_none() && elems.is_empty()) {
+                continue;
+            }
+            if verdict == "drop" {
+                newly.extend(
+                    elems
+                        .keys()
+                        .filter(|n| before.is_none_or(|b| !b.contains_key(n))),
+                );
+            }
+            script += &format!("flush set inet {TABLE} {name}\n");
+            if !elems.is_empty() {
+                let list: Vec<String> = elems
+                    .iter()
+                    .map(|(n, t)| {
+                        let n = element(n);
+                        match t {
+                            Some(secs) => format!("{n} timeout {}s", secs.max(&1)),
+                            None => n,
+                        }
+                    })
+                    .collect();
+                script += &format!(
+                    "add element inet {TABLE} {name} {{ {} }}\n",
+                    list.join(", ")
+                );
+            }
+            changed.push((name, elems));
+        }
+        if script.is_empty() {
+            return Ok(Vec::new());
+        }
+        nft(&script)?;
+        for (name, elems) in changed {
+            self.installed.insert(name, elems);
+        }
+        for n in &newly {
+            flush_conntrack(n);
+        }
+        Ok(newly)
+    }
+
+    /// Packets matched by each set's rules (input and forward together).
+    pub fn counters(&self) -> anyhow::Result<SetCounters> {
+        let out = Command::new("nft")
+            .args(["-j", "list", "table", "inet", TABLE])
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!("nft list: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(parse_counters(&out.stdout))
+    }
+}
+
+/// Removes sipwall's table (`sipwall rules remove`); absent is fine.
+pub fn remove() -> anyhow::Result<()> {
+    nft(&format!(
+        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"
+    ))
+}
+
+fn element(n: &IpNet) -> String {
+    if n.prefix_len() == n.max_prefix_len() {
+        n.addr().to_string()
+    } else {
+        n.to_string()
+    }
+}
+
+/// Runs one nft transaction: all of it applies, or none.
+fn nft(script: &str) -> anyhow::Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run nft: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        anyhow::bail!("nft: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Deletes conntrack entries whose original source is in `net`. conntrack exits 1 when none
+/// matched; a missing tool is logged once by the caller's log line.
+fn flush_conntrack(net: &IpNet) {
+    let mut c = Command::new("conntrack");
+    c.arg("-D");
+    match net {
+        IpNet::V4(n) => {
+            c.args(["-f", "ipv4", "-s", &n.addr().to_string()]);
+            if n.prefix_len() < 32 {
+                c.args(["--mask-src", &n.netmask().to_string()]);
+            }
+        }
+        IpNet::V6(n) => {
+            c.args(["-f", "ipv6", "-s", &n.addr().to_string()]);
+            if n.prefix_len() < 128 {
+                c.args(["--mask-src", &n.netmask().to_string()]);
+            }
+        }
+    }
+    match c.stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "conntrack not run: established flows of a banned source continue until they idle out")
+        }
+    }
+}
+
+/// Sums the counter of every rule that names a set, from `nft -j list table`.
+fn parse_counters(json: &[u8]) -> SetCounters {
+    let mut out = SetCounters::new();
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return out;
+    };
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let Some(expr) = item["rule"]["expr"].as_array() else {
+            continue;
+        };
+        let set = expr.iter().find_map(|e| {
+            e["match"]["right"]
+                .as_str()
+                .and_then(|r| r.strip_prefix('@'))
+        });
+        let packets = expr.iter().find_map(|e| e["counter"]["packets"].as_u64());
+        if let (Some(set), Some(p)) = (set, packets) {
+            *out.entry(set.to_string()).or_default() += p;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_split_by_family_and_counters_parse() {
+        let mut w = Wanted::default();
+        w.ban.insert("198.18.0.77/32".parse().unwrap(), Some(3600));
+        w.ban.insert("2001:db8::/64".parse().unwrap(), None);
+        assert_eq!(w.set("ban4").len(), 1);
+        assert_eq!(w.set("ban6").len(), 1);
+        assert!(w.set("deny4").is_empty());
+        assert_eq!(element(&"198.18.0.77/32".parse().unwrap()), "198.18.0.77");
+        assert_eq!(element(&"2001:db8::/64".parse().unwrap()), "2001:db8::/64");
+
+        let json = br#"{"nftables":[{"rule":{"expr":[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"@ban4"}},{"counter":{"packets":7,"bytes":700}},{"drop":null}]}},
+            {"rule":{"expr":[{"match":{"right":"@ban4"}},{"counter":{"packets":3,"bytes":1}},{"drop":null}]}}]}"#;
+        assert_eq!(parse_counters(json).get("ban4"), Some(&10));
+    }
+
+    #[test]
+    fn table_script_has_every_set_in_both_hooks() {
+        let o = Offload {
+            ports: vec![5060, 5061],
+            installed: BTreeMap::new(),
+        };
+        let s = o.table_script();
+        for (name, _, _) in SETS {
+            assert_eq!(s.matches(&format!("@{name} counter")).count(), 2, "{name}");
+        }
+        assert!(s.contains("th dport { 5060, 5061 }"));
+        assert!(s.starts_with("table inet sipwall {}\ndelete table inet sipwall\n"));
+    }
+}
