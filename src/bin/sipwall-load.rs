@@ -23,7 +23,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Mix {
+enum Traffic {
     /// REGISTER addressed by IP, no secret domain (a spoofed-source flood).
     Flood,
     /// Registrations and INVITEs with the domain, scanner OPTIONS, requests by IP (6:2:1:1).
@@ -45,7 +45,7 @@ enum Cmd {
         #[arg(long = "exclude", default_value = "198.18.0.0/24")]
         exclude: Vec<Ipv4Net>,
         #[arg(long, value_enum, default_value = "mix")]
-        mix: Mix,
+        mix: Traffic,
         #[arg(long, default_value = "sip.example.com")]
         domain: String,
         /// Stop after this many datagrams.
@@ -115,7 +115,7 @@ struct Template {
     stamps: Vec<usize>,
 }
 
-fn templates(mix: Mix, domain: &str, dst: SocketAddrV4) -> Vec<Template> {
+fn templates(mix: Traffic, domain: &str, dst: SocketAddrV4) -> Vec<Template> {
     let pbx = dst.ip();
     let register = |host: &str, user: &str, ua: &str| {
         format!(
@@ -142,9 +142,9 @@ fn templates(mix: Mix, domain: &str, dst: SocketAddrV4) -> Vec<Template> {
     let phone = register(domain, "100", "Yealink SIP-T46S");
     let by_ip = register(&pbx.to_string(), "100", "Zoiper");
     let payloads: Vec<String> = match mix {
-        Mix::Flood => vec![by_ip],
-        Mix::Legit => vec![phone],
-        Mix::Mix => [vec![phone; 6], vec![invite; 2], vec![options], vec![by_ip]].concat(),
+        Traffic::Flood => vec![by_ip],
+        Traffic::Legit => vec![phone],
+        Traffic::Mix => [vec![phone; 6], vec![invite; 2], vec![options], vec![by_ip]].concat(),
     };
     payloads
         .into_iter()
@@ -180,7 +180,7 @@ fn send(
     dst: SocketAddrV4,
     sources: &[Ipv4Net],
     exclude: &[Ipv4Net],
-    mix: Mix,
+    mix: Traffic,
     domain: &str,
     count: u64,
     seconds: f64,
@@ -205,7 +205,7 @@ fn send(
     let limit = Duration::from_secs_f64(seconds);
     // Batches of datagrams go out in one sendmmsg call.
     const BATCH: usize = 64;
-    let mut bufs: Vec<Vec<u8>> = vec![Vec::with_capacity(2048); BATCH];
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(2048)).collect();
     let (mut sent, mut full) = (0u64, 0u64);
     while sent < count {
         let el = start.elapsed();
