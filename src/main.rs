@@ -59,6 +59,9 @@ struct DaemonArgs {
     /// Do not put bans and deny entries into nftables sets (sipwall still drops them itself).
     #[arg(long)]
     no_offload: bool,
+    /// Queue backend: sipwall's netlink layer (batched), or the nfq crate (for comparison).
+    #[arg(long, value_enum, default_value = "netlink")]
+    backend: sipwall::inline::queue::Backend,
 }
 
 #[derive(Subcommand)]
@@ -644,10 +647,11 @@ fn run_inline(
     let mut workers = Vec::new();
     for q in rules.first_queue..=rules.last_queue {
         let ctl = ctl.clone();
+        let backend = daemon.backend;
         workers.push(
             std::thread::Builder::new()
                 .name(format!("queue-{q}"))
-                .spawn(move || sipwall::inline::worker(q, ctl))?,
+                .spawn(move || sipwall::inline::worker(q, ctl, backend))?,
         );
     }
     let mut helpers = Vec::new();
@@ -720,9 +724,12 @@ fn run_inline(
     let mut total = sipwall::engine::Counters::default();
     let mut would = sipwall::engine::Counters::default();
     let mut failed = None;
+    let (mut packets, mut rate) = (0u64, 0f64);
     for w in workers {
         match w.join() {
             Ok(Ok(r)) => {
+                packets += r.packets;
+                rate += r.busy_rate();
                 total.merge(&r.counters);
                 would.merge(&r.would_drop);
                 ctl.workers.lock().expect("workers lock").insert(r.queue, r);
@@ -740,6 +747,7 @@ fn run_inline(
         "accepted: {}  dropped: {}  observed: {}",
         total.accepted, total.dropped, total.observed
     );
+    println!("packets: {packets}  packets/s while busy: {rate:.0}");
     for (r, n) in total.reasons() {
         println!("  {r:<22} {n}");
     }

@@ -58,6 +58,19 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+    /// A do-nothing NFQUEUE consumer: accepts every packet of QUEUE, with sipwall's queue
+    /// settings and the chosen backend; prints packets and packets/s as one JSON line.
+    Consume {
+        #[arg(long, default_value_t = 0)]
+        queue: u16,
+        #[arg(long, value_enum, default_value = "netlink")]
+        backend: sipwall::inline::queue::Backend,
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Stop when nothing arrived for this long after the first packet.
+        #[arg(long, default_value_t = 1.0)]
+        idle: f64,
+    },
     /// Count datagrams arriving at BIND and their one-way latency; print one JSON line.
     Recv {
         #[arg(long)]
@@ -92,6 +105,12 @@ fn main() {
             idle,
             count,
         } => recv(bind, seconds, idle, count),
+        Cmd::Consume {
+            queue,
+            backend,
+            seconds,
+            idle,
+        } => consume(queue, backend, seconds, idle),
     };
     if let Err(e) = r {
         eprintln!("sipwall-load: {e:#}");
@@ -333,6 +352,48 @@ fn recv(bind: SocketAddr, seconds: f64, idle: f64, count: u64) -> Result<()> {
         if span > 0.0 { n as f64 / span } else { 0.0 },
         pct(0.5),
         pct(0.99)
+    );
+    Ok(())
+}
+
+fn consume(
+    queue: u16,
+    backend: sipwall::inline::queue::Backend,
+    seconds: f64,
+    idle: f64,
+) -> Result<()> {
+    use sipwall::inline::queue::{Queue, Verdict};
+    let mut q = Queue::open(backend, queue).context("bind the queue (root?)")?;
+    // Ready: the script waits for this line before sending.
+    eprintln!("consuming queue {queue}");
+    let start = Instant::now();
+    let (limit, idle) = (
+        Duration::from_secs_f64(seconds),
+        Duration::from_secs_f64(idle),
+    );
+    let (mut n, mut first, mut last) = (0u64, None::<Instant>, Instant::now());
+    while start.elapsed() < limit {
+        let got = q.recv()?;
+        if got == 0 {
+            if first.is_some() && last.elapsed() >= idle {
+                break;
+            }
+            continue;
+        }
+        let at = Instant::now();
+        first.get_or_insert(at);
+        last = at;
+        for i in 0..got {
+            q.set_verdict(i, Verdict::Accept)?;
+        }
+        q.flush()?;
+        n += got as u64;
+    }
+    let span = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    println!(
+        "{{\"packets\":{n},\"seconds\":{span:.3},\"pps\":{:.0},\"enobufs\":{}}}",
+        if span > 0.0 { n as f64 / span } else { 0.0 },
+        q.enobufs()
     );
     Ok(())
 }

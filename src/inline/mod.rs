@@ -2,15 +2,16 @@
 //! per queue; both directions of a flow reach the same queue (symmetric `--queue-balance`), so
 //! each worker's engine state needs no locks. Bans are shared by all workers.
 //!
-//! The `nfq` crate gives no access to the socket, so a worker runs non-blocking and backs off
-//! briefly when idle (to notice shutdown and reloads); its cost against a blocking netlink
-//! loop is what issue 3's benchmark is to measure.
+//! Packets come in batches from [`queue`] (sipwall's netlink layer by default; the `nfq` crate
+//! on request, for comparison) and their verdicts leave batched; a receive waits at most
+//! [`queue::WAIT_MS`], so workers notice stops and reloads.
 
 pub mod ctl;
 pub mod keeper;
 pub mod log;
 pub mod metrics;
 pub mod offload;
+pub mod queue;
 pub mod rules;
 pub mod state;
 
@@ -18,11 +19,12 @@ use crate::config::Policy;
 use crate::engine::{Counters, Decision, Direction, Engine, Reason, Shared, Verdict};
 use crate::net::{IpView, Packet};
 use prometheus_client::metrics::histogram::Histogram;
+use queue::{Backend, Queue};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Netfilter hooks (linux/netfilter.h) a queued packet can come from.
 const NF_INET_LOCAL_IN: u8 = 1;
@@ -101,6 +103,22 @@ pub struct WorkerStats {
     pub overflowed: u64,
     /// Packets and drops per source in the last full second, the busiest first.
     pub top: Vec<SourceTally>,
+    /// Packets received, and the times of the first and last batch (ns): the rate while busy.
+    pub packets: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+impl WorkerStats {
+    /// Packets per second between the first and the last packet.
+    pub fn busy_rate(&self) -> f64 {
+        let span = self.last_ns.saturating_sub(self.first_ns) as f64 / 1e9;
+        if span > 0.0 {
+            self.packets as f64 / span
+        } else {
+            0.0
+        }
+    }
 }
 
 /// The old name of [`WorkerStats`], as `worker` returns it.
@@ -172,15 +190,9 @@ pub fn now_ns() -> u64 {
 }
 
 /// Serves one queue until `ctl.stop`; every packet received gets a verdict.
-pub fn worker(queue: u16, ctl: Arc<Control>) -> anyhow::Result<Report> {
+pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result<Report> {
     let dry_run = ctl.dry_run;
-    let mut q = nfq::Queue::open()?;
-    q.bind(queue)?;
-    // Overload: let packets through rather than drop them in the kernel.
-    q.set_fail_open(queue, true)?;
-    q.set_copy_range(queue, 0xffff)?;
-    q.set_queue_max_len(queue, 8192)?;
-    q.set_nonblocking(true);
+    let mut q = Queue::open(backend, queue)?;
     let mut policy = ctl.current();
     let mut generation = ctl.generation.load(Ordering::Acquire);
     let mut engine = Engine::new(policy.clone(), ctl.shared.clone());
@@ -192,8 +204,8 @@ pub fn worker(queue: u16, ctl: Arc<Control>) -> anyhow::Result<Report> {
     let mut tally = Tally::default();
     let (mut last_publish, mut last_top) = (0u64, 0u64);
     let mut seen = 0u64;
-    let mut idle = 0u32;
-    tracing::info!(queue, dry_run, "worker started");
+    let mut warned = 0u64;
+    tracing::info!(queue, dry_run, ?backend, "worker started");
     loop {
         let g = ctl.generation.load(Ordering::Acquire);
         if g != generation {
@@ -202,77 +214,70 @@ pub fn worker(queue: u16, ctl: Arc<Control>) -> anyhow::Result<Report> {
             engine.set_policy(policy.clone());
             tracing::info!(queue, "config reloaded");
         }
-        let mut msg = match q.recv() {
-            Ok(m) => {
-                idle = 0;
-                m
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if ctl.stop.load(Ordering::Acquire) {
-                    break;
-                }
-                let now = now_ns();
-                if now.saturating_sub(last_publish) >= PUBLISH_NS {
-                    publish(&ctl, &engine, &mut report, &mut tally, &mut last_top, now);
-                    last_publish = now;
-                }
-                idle = (idle + 1).min(20);
-                if idle > 4 {
-                    std::thread::sleep(Duration::from_micros(50 * u64::from(idle)));
-                }
-                continue;
-            }
+        let n = match q.recv() {
+            Ok(n) => n,
             Err(e) => {
-                // ENOBUFS and friends: the kernel dropped messages (fail-open let packets
-                // through); count and go on.
+                // The kernel let packets through (fail-open) or lost them; count and go on.
                 report.recv_errors += 1;
-                tracing::warn!(queue, error = %e, "receive error");
+                if report.recv_errors >= warned * 2 {
+                    warned = report.recv_errors;
+                    tracing::warn!(queue, error = %e, errors = report.recv_errors, "receive error");
+                }
                 continue;
             }
         };
+        // One clock read per batch: the engine takes time as an argument.
         let now = now_ns();
-        seen += 1;
-        let timed = (seen % LATENCY_SAMPLE == 0).then(Instant::now);
-        let d = match Packet::from_ip(msg.get_payload()) {
-            IpView::Packet(p) => {
-                let dir = match msg.get_hook() {
-                    NF_INET_LOCAL_IN => Direction::ToPbx,
-                    NF_INET_LOCAL_OUT => Direction::FromPbx,
-                    // Forwarded (sipwall on a gateway): the PBX addresses tell.
-                    _ if policy.pbx.contains(&p.src.ip()) => Direction::FromPbx,
-                    _ => Direction::ToPbx,
-                };
-                let d = engine.decide(&p, dir, now);
-                if d.verdict == Verdict::Drop {
-                    drops.drop(p.src.ip(), d.reason, now);
-                }
-                if dir == Direction::ToPbx {
-                    tally.note(p.src.ip(), d.verdict == Verdict::Drop);
-                }
-                d
-            }
-            // Conntrack reassembles fragments before the queue (the rules turn it on); one
-            // that still arrives could hide a request.
-            IpView::Fragment { .. } => counted(&mut engine, Decision::drop(Reason::Fragment)),
-            IpView::OtherProtocol { .. } | IpView::Invalid => {
-                counted(&mut engine, Decision::accept(Reason::NotInspected))
-            }
-        };
-        let verdict = if d.verdict == Verdict::Drop {
-            if dry_run {
-                report.would_drop.count(&d);
-                nfq::Verdict::Accept
-            } else {
-                nfq::Verdict::Drop
-            }
-        } else {
-            nfq::Verdict::Accept
-        };
-        msg.set_verdict(verdict);
-        q.verdict(msg)?;
-        if let Some(t) = timed {
-            ctl.latency.observe(t.elapsed().as_secs_f64());
+        if n == 0 && ctl.stop.load(Ordering::Acquire) {
+            break;
         }
+        if n > 0 {
+            if report.packets == 0 {
+                report.first_ns = now;
+            }
+            report.packets += n as u64;
+            report.last_ns = now;
+        }
+        for i in 0..n {
+            seen += 1;
+            let timed = (seen % LATENCY_SAMPLE == 0).then(Instant::now);
+            let got = q.packet(i);
+            let d = match Packet::from_ip(got.payload) {
+                IpView::Packet(p) => {
+                    let dir = direction(p.src.ip(), got.hook, &policy);
+                    let d = engine.decide(&p, dir, now);
+                    if d.verdict == Verdict::Drop {
+                        drops.drop(p.src.ip(), d.reason, now);
+                    }
+                    if dir == Direction::ToPbx {
+                        tally.note(p.src.ip(), d.verdict == Verdict::Drop);
+                    }
+                    d
+                }
+                // Conntrack reassembles fragments before the queue (the rules turn it on); one
+                // that still arrives could hide a request.
+                IpView::Fragment { .. } => counted(&mut engine, Decision::drop(Reason::Fragment)),
+                IpView::OtherProtocol { .. } | IpView::Invalid => {
+                    counted(&mut engine, Decision::accept(Reason::NotInspected))
+                }
+            };
+            let v = if d.verdict == Verdict::Drop {
+                if dry_run {
+                    report.would_drop.count(&d);
+                    queue::Verdict::Accept
+                } else {
+                    queue::Verdict::Drop
+                }
+            } else {
+                queue::Verdict::Accept
+            };
+            q.set_verdict(i, v)?;
+            if let Some(t) = timed {
+                ctl.latency.observe(t.elapsed().as_secs_f64());
+            }
+        }
+        q.flush()?;
+        report.recv_errors = report.recv_errors.max(q.enobufs());
         if now.saturating_sub(last_publish) >= PUBLISH_NS {
             publish(&ctl, &engine, &mut report, &mut tally, &mut last_top, now);
             last_publish = now;
@@ -286,6 +291,16 @@ pub fn worker(queue: u16, ctl: Arc<Control>) -> anyhow::Result<Report> {
         "worker stopped"
     );
     Ok(report)
+}
+
+/// The hook tells the direction on the PBX host; where sipwall forwards, the PBX addresses do.
+fn direction(src: IpAddr, hook: u8, policy: &Policy) -> Direction {
+    match hook {
+        NF_INET_LOCAL_IN => Direction::ToPbx,
+        NF_INET_LOCAL_OUT => Direction::FromPbx,
+        _ if policy.pbx.contains(&src) => Direction::FromPbx,
+        _ => Direction::ToPbx,
+    }
 }
 
 /// Shares the worker's counters and tables with the control socket and metrics; the top

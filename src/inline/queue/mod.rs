@@ -1,0 +1,170 @@
+//! Where queued packets come from and their verdicts go: sipwall's own netlink layer (batched
+//! receive and verdicts, the default) or the `nfq` crate (one packet, one verdict: where the
+//! design started). Both serve the same worker loop, so one benchmark measures both.
+
+pub mod netlink;
+
+use std::io;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Verdict {
+    Drop = 0,
+    Accept = 1,
+}
+
+/// One queued packet, borrowed from the backend until the next `recv`.
+pub struct Received<'a> {
+    pub id: u32,
+    /// The netfilter hook it was queued from (LOCAL_IN: to this host).
+    pub hook: u8,
+    pub payload: &'a [u8],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// sipwall's netlink layer: batched receive and verdicts, sized buffer, ENOBUFS counted.
+    Netlink,
+    /// The `nfq` crate: one receive and one verdict per packet.
+    Nfq,
+}
+
+/// Queue settings shared by both backends.
+pub const MAX_LEN: u32 = 8192;
+pub const RCVBUF: usize = 8 << 20;
+/// How long a receive waits before the worker looks at stop and reload flags.
+pub const WAIT_MS: u64 = 100;
+
+pub enum Queue {
+    Netlink(netlink::NetlinkQueue),
+    Nfq(NfqCrate),
+}
+
+impl Queue {
+    pub fn open(backend: Backend, queue: u16) -> io::Result<Queue> {
+        Ok(match backend {
+            Backend::Netlink => Queue::Netlink(netlink::NetlinkQueue::open(
+                queue, MAX_LEN, RCVBUF, WAIT_MS,
+            )?),
+            Backend::Nfq => Queue::Nfq(NfqCrate::open(queue)?),
+        })
+    }
+
+    /// Waits up to [`WAIT_MS`] for packets; returns how many are ready (0: none yet).
+    #[inline]
+    pub fn recv(&mut self) -> io::Result<usize> {
+        match self {
+            Queue::Netlink(q) => q.recv(),
+            Queue::Nfq(q) => q.recv(),
+        }
+    }
+
+    #[inline]
+    pub fn packet(&self, i: usize) -> Received<'_> {
+        match self {
+            Queue::Netlink(q) => q.packet(i),
+            Queue::Nfq(q) => q.packet(),
+        }
+    }
+
+    /// Sets packet `i`'s verdict (the nfq crate sends it at once).
+    #[inline]
+    pub fn set_verdict(&mut self, i: usize, v: Verdict) -> io::Result<()> {
+        match self {
+            Queue::Netlink(q) => {
+                q.set_verdict(i, v);
+                Ok(())
+            }
+            Queue::Nfq(q) => q.verdict(v),
+        }
+    }
+
+    /// Sends the verdicts not yet sent.
+    #[inline]
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Queue::Netlink(q) => q.flush(),
+            Queue::Nfq(_) => Ok(()),
+        }
+    }
+
+    /// Packets the kernel could not deliver (ENOBUFS), as far as the backend can tell.
+    pub fn enobufs(&self) -> u64 {
+        match self {
+            Queue::Netlink(q) => q.enobufs(),
+            Queue::Nfq(q) => q.errors,
+        }
+    }
+}
+
+/// The `nfq` crate, as the design card named it: non-blocking with a short sleep when idle
+/// (it offers no receive timeout), one verdict message per packet.
+pub struct NfqCrate {
+    q: nfq::Queue,
+    msg: Option<nfq::Message>,
+    idle: u32,
+    errors: u64,
+}
+
+impl NfqCrate {
+    fn open(queue: u16) -> io::Result<Self> {
+        let mut q = nfq::Queue::open()?;
+        q.bind(queue)?;
+        q.set_fail_open(queue, true)?;
+        q.set_copy_range(queue, 0xffff)?;
+        q.set_queue_max_len(queue, MAX_LEN)?;
+        q.set_nonblocking(true);
+        Ok(NfqCrate {
+            q,
+            msg: None,
+            idle: 0,
+            errors: 0,
+        })
+    }
+
+    fn recv(&mut self) -> io::Result<usize> {
+        let waited = std::time::Instant::now();
+        loop {
+            match self.q.recv() {
+                Ok(m) => {
+                    self.idle = 0;
+                    self.msg = Some(m);
+                    return Ok(1);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if waited.elapsed().as_millis() as u64 >= WAIT_MS {
+                        return Ok(0);
+                    }
+                    self.idle = (self.idle + 1).min(20);
+                    if self.idle > 4 {
+                        std::thread::sleep(std::time::Duration::from_micros(
+                            50 * u64::from(self.idle),
+                        ));
+                    }
+                }
+                Err(e) => {
+                    self.errors += 1;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn packet(&self) -> Received<'_> {
+        let m = self.msg.as_ref().expect("a packet was received");
+        Received {
+            id: m.get_packet_id(),
+            hook: m.get_hook(),
+            payload: m.get_payload(),
+        }
+    }
+
+    fn verdict(&mut self, v: Verdict) -> io::Result<()> {
+        let mut m = self.msg.take().expect("a packet was received");
+        m.set_verdict(match v {
+            Verdict::Accept => nfq::Verdict::Accept,
+            Verdict::Drop => nfq::Verdict::Drop,
+        });
+        self.q.verdict(m)
+    }
+}
