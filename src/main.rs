@@ -747,7 +747,10 @@ fn run_inline(
         "accepted: {}  dropped: {}  observed: {}",
         total.accepted, total.dropped, total.observed
     );
-    println!("packets: {packets}  packets/s while busy: {rate:.0}");
+    println!(
+        "packets: {packets}  packets/s while busy: {rate:.0}  cpu: {:.3}s",
+        sipwall::inline::cpu_seconds()
+    );
     for (r, n) in total.reasons() {
         println!("  {r:<22} {n}");
     }

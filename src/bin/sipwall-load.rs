@@ -391,9 +391,10 @@ fn consume(
     }
     let span = first.map_or(0.0, |f| (last - f).as_secs_f64());
     println!(
-        "{{\"packets\":{n},\"seconds\":{span:.3},\"pps\":{:.0},\"enobufs\":{}}}",
+        "{{\"packets\":{n},\"seconds\":{span:.3},\"pps\":{:.0},\"enobufs\":{},\"cpu_s\":{:.3}}}",
         if span > 0.0 { n as f64 / span } else { 0.0 },
-        q.enobufs()
+        q.enobufs(),
+        sipwall::inline::cpu_seconds()
     );
     Ok(())
 }
