@@ -178,6 +178,11 @@ fn fuzz_corpora_replay() {
             if let Ok(s) = std::str::from_utf8(&bytes) {
                 let _ = sipwall::config::Config::from_toml(s, "fuzz").map(|c| c.compile());
             }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = sipwall::config::feed::parse(&text);
+            let _ = sipwall::inline::ctl::parse_request(&text);
+            let _ = sipwall::inline::state::decode(&bytes);
+            let _ = sipwall::inline::queue::netlink::packets(&bytes).count();
             n += 1;
         }
     }

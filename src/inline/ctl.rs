@@ -253,9 +253,9 @@ fn answer(
     BufReader::new(&stream)
         .take(64 * 1024)
         .read_line(&mut line)?;
-    let resp = match serde_json::from_str::<Request>(&line) {
+    let resp = match parse_request(&line) {
         Ok(req) => handle(req, ctl, keeper, reload),
-        Err(e) => Response::err(format!("bad request: {e}")),
+        Err(e) => Response::err(e),
     };
     let mut out = serde_json::to_vec(&resp)?;
     out.push(b'\n');
@@ -263,6 +263,11 @@ fn answer(
 }
 
 use std::io::Read as _;
+
+/// Reads one request line (fuzzed: `fuzz/control`).
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    serde_json::from_str::<Request>(line).map_err(|e| format!("bad request: {e}"))
+}
 
 /// Carries out one request. Changes reach the kernel sets before the answer.
 pub fn handle(req: Request, ctl: &Control, keeper: &Mutex<Keeper>, reload: &Reloader) -> Response {

@@ -68,16 +68,9 @@ impl StateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Empty),
             Err(e) => return Err(e),
         };
-        let error = match serde_json::from_slice::<OnDisk>(&text) {
-            Ok(d) if d.format == FORMAT => {
-                return Ok(Loaded::State {
-                    snapshot: d.snapshot,
-                    saved_ns: d.saved_ns,
-                    counters: d.counters,
-                })
-            }
-            Ok(d) => format!("unknown state format {}", d.format),
-            Err(e) => e.to_string(),
+        let error = match decode(&text) {
+            Ok(state) => return Ok(state),
+            Err(e) => e,
         };
         let moved_to = self
             .dir
@@ -112,6 +105,19 @@ impl StateDir {
             let _ = fs::remove_file(&tmp);
         }
         written
+    }
+}
+
+/// Reads a state file's bytes (fuzzed: `fuzz/control`).
+pub fn decode(bytes: &[u8]) -> Result<Loaded, String> {
+    match serde_json::from_slice::<OnDisk>(bytes) {
+        Ok(d) if d.format == FORMAT => Ok(Loaded::State {
+            snapshot: d.snapshot,
+            saved_ns: d.saved_ns,
+            counters: d.counters,
+        }),
+        Ok(d) => Err(format!("unknown state format {}", d.format)),
+        Err(e) => Err(e.to_string()),
     }
 }
 

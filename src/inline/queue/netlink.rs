@@ -378,6 +378,14 @@ fn messages(mut b: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
     })
 }
 
+/// The queued packets in a buffer as the kernel sends it: (id, hook, payload). Malformed
+/// messages end the walk or are skipped; nothing here panics (fuzzed: `fuzz/netlink`).
+pub fn packets(b: &[u8]) -> impl Iterator<Item = (u32, u8, &[u8])> {
+    messages(b)
+        .filter(|(ty, _, _)| *ty == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)
+        .filter_map(|(_, _, body)| packet(body).map(|(id, hook, s, e)| (id, hook, &body[s..e])))
+}
+
 /// A packet message's id, hook and payload range (relative to `body`).
 fn packet(body: &[u8]) -> Option<(u32, u8, usize, usize)> {
     let mut off = NFGEN_HDRLEN;
@@ -432,10 +440,8 @@ mod tests {
     fn reads_packet_messages_and_survives_garbage() {
         let mut b = packet_msg(7, 1, b"abcde");
         b.extend(packet_msg(8, 3, b""));
-        let got: Vec<_> = messages(&b)
-            .filter_map(|(_, _, body)| {
-                packet(body).map(|(id, hook, s, e)| (id, hook, body[s..e].to_vec()))
-            })
+        let got: Vec<_> = packets(&b)
+            .map(|(id, hook, p)| (id, hook, p.to_vec()))
             .collect();
         assert_eq!(got, vec![(7, 1, b"abcde".to_vec()), (8, 3, vec![])]);
         // Truncated, zero-length and oversized headers end the walk without a panic.
