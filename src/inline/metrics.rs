@@ -192,3 +192,58 @@ pub fn serve(server: tiny_http::Server, ctl: Arc<Control>, keeper: Arc<Mutex<Kee
         let _ = req.respond(resp);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inline::keeper::KeeperOptions;
+
+    /// Every metric the shipped Grafana dashboard queries is one the daemon exposes.
+    #[test]
+    fn dashboard_queries_only_exposed_metrics() {
+        let policy = crate::config::Config::default().compile().unwrap();
+        let ctl = Control::new(Arc::new(policy), false);
+        ctl.latency.observe(2e-6);
+        let mut w = super::super::WorkerStats::default();
+        w.counters.count(&crate::engine::Decision::drop(
+            crate::engine::Reason::Scanner,
+        ));
+        ctl.workers.lock().unwrap().insert(0, w);
+        let keeper = Keeper::start(
+            ctl.clone(),
+            &KeeperOptions {
+                state_dir: None,
+                offload: false,
+            },
+            1,
+        );
+        let text = render(&ctl, &keeper);
+        assert!(
+            text.contains("sipwall_decisions_total{reason=\"scanner\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("sipwall_decision_seconds_count 1"), "{text}");
+        // Families without samples (no bans yet, no kernel queue here) are left out of a
+        // scrape, so the names registered in this file are the reference.
+        let source = include_str!("metrics.rs");
+        let dash = include_str!("../../config/grafana-dashboard.json");
+        let mut queried = 0;
+        for (i, _) in dash.match_indices("sipwall_") {
+            let name: String = dash[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            let short = base.trim_start_matches("sipwall_");
+            assert!(
+                source.contains(&format!("\"{short}\",")),
+                "{name} is not registered"
+            );
+            queried += 1;
+        }
+        assert!(queried >= 10);
+    }
+}
