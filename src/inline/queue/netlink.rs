@@ -298,30 +298,28 @@ impl NetlinkQueue {
             return Ok(());
         }
         self.out.clear();
-        let mut i = 0;
-        while i < self.got.len() {
-            let v = self.verdicts[i];
-            let mut j = i;
-            while j + 1 < self.got.len()
-                && self.verdicts[j + 1] == v
-                && self.got[j + 1].1 == self.got[j].1.wrapping_add(1)
-            {
-                j += 1;
-            }
-            let start = self.out.len();
-            let msg = if j > i {
-                NFQNL_MSG_VERDICT_BATCH
-            } else {
-                NFQNL_MSG_VERDICT
-            };
-            self.header(start, msg, 0);
-            let mut vh = [0u8; 8];
-            vh[..4].copy_from_slice(&(v as u32).to_be_bytes());
-            vh[4..].copy_from_slice(&self.got[j].1.to_be_bytes());
-            self.attr(NFQA_VERDICT_HDR, &vh);
-            self.finish(start);
-            i = j + 1;
-        }
+        let got = std::mem::take(&mut self.got);
+        let verdicts = std::mem::take(&mut self.verdicts);
+        runs(
+            got.len(),
+            |k| got[k].1,
+            &verdicts,
+            |v, id, batch| {
+                let start = self.out.len();
+                let msg = if batch {
+                    NFQNL_MSG_VERDICT_BATCH
+                } else {
+                    NFQNL_MSG_VERDICT
+                };
+                self.header(start, msg, 0);
+                let mut vh = [0u8; 8];
+                vh[..4].copy_from_slice(&(v as u32).to_be_bytes());
+                vh[4..].copy_from_slice(&id.to_be_bytes());
+                self.attr(NFQA_VERDICT_HDR, &vh);
+                self.finish(start);
+            },
+        );
+        (self.got, self.verdicts) = (got, verdicts);
         let r = self.send_out();
         self.got.clear();
         r
@@ -378,6 +376,28 @@ fn messages(mut b: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
     })
 }
 
+/// Groups a batch's verdicts: each run of consecutive packet ids with one verdict is told to
+/// `emit` as (verdict, last id, whether it is a batch verdict). A batch verdict applies to every
+/// packet up to its id not yet given one, which is exactly the run: earlier packets already had
+/// theirs, and ids grow in the order packets are received.
+fn runs(
+    n: usize,
+    id: impl Fn(usize) -> u32,
+    verdicts: &[Verdict],
+    mut emit: impl FnMut(Verdict, u32, bool),
+) {
+    let mut i = 0;
+    while i < n {
+        let v = verdicts[i];
+        let mut j = i;
+        while j + 1 < n && verdicts[j + 1] == v && id(j + 1) == id(j).wrapping_add(1) {
+            j += 1;
+        }
+        emit(v, id(j), j > i);
+        i = j + 1;
+    }
+}
+
 /// The queued packets in a buffer as the kernel sends it: (id, hook, payload). Malformed
 /// messages end the walk or are skipped; nothing here panics (fuzzed: `fuzz/netlink`).
 pub fn packets(b: &[u8]) -> impl Iterator<Item = (u32, u8, &[u8])> {
@@ -407,7 +427,8 @@ fn packet(body: &[u8]) -> Option<(u32, u8, usize, usize)> {
         off += (len + 3) & !3;
     }
     let (id, hook) = hdr?;
-    let (s, e) = payload.unwrap_or((off, off));
+    // No payload attribute: an empty payload (the walk's offset may be past the end).
+    let (s, e) = payload.unwrap_or((0, 0));
     Some((id, hook, s, e))
 }
 
@@ -434,6 +455,37 @@ mod tests {
         m.extend_from_slice(&[0; 10]);
         m.extend_from_slice(&body);
         m
+    }
+
+    #[test]
+    fn verdicts_group_into_runs_of_consecutive_ids() {
+        use Verdict::{Accept as A, Drop as D};
+        let ids = [10u32, 11, 12, 13, 15, 16, 17];
+        let vs = [A, A, D, A, A, A, D];
+        let mut out = Vec::new();
+        runs(ids.len(), |k| ids[k], &vs, |v, id, b| out.push((v, id, b)));
+        // 10-11 accept (batch), 12 drop, 13 accept alone (15 does not follow it), 15-16 accept
+        // (batch), 17 drop.
+        assert_eq!(
+            out,
+            vec![
+                (A, 11, true),
+                (D, 12, false),
+                (A, 13, false),
+                (A, 16, true),
+                (D, 17, false)
+            ]
+        );
+        // Every packet is covered exactly once: the runs' sizes add up.
+        let mut out = Vec::new();
+        let ids: Vec<u32> = (u32::MAX - 2..=u32::MAX).chain(0..3).collect();
+        runs(
+            ids.len(),
+            |k| ids[k],
+            &[A; 6],
+            |v, id, b| out.push((v, id, b)),
+        );
+        assert_eq!(out, vec![(A, 2, true)], "ids wrap around");
     }
 
     #[test]
