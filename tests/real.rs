@@ -181,11 +181,12 @@ fn can_run_peers(extra: &[&str]) -> bool {
     root && tools
 }
 
-/// sipwall inline (NFQUEUE) in front of kamailio: phones register and complete calls (UDP,
-/// TCP), an allowed trunk gets in by IP, sipvicious gets nothing
+/// sipwall inline (NFQUEUE) in front of kamailio: phones (SIPp, baresip) register and complete
+/// calls (UDP, TCP), an allowed trunk gets in by IP, sipvicious gets nothing
 /// through, a guesser is banned after the configured failures, kill -9 fails open, a restart
 /// filters again, SIGTERM removes the rules, --dry-run drops nothing, SIGHUP reloads (and a
-/// broken file keeps the config in force). Counted from kamailio's log.
+/// broken file keeps the config in force; a call in progress survives a domain change).
+/// Counted from kamailio's log.
 #[test]
 fn inline_in_front_of_kamailio_against_real_tools() {
     if !can_run_peers(&["iptables"]) {
@@ -205,8 +206,8 @@ fn inline_in_front_of_kamailio_against_real_tools() {
     );
     assert_eq!(
         get("registrations_at_pbx"),
-        "7",
-        "5 phone registrations and 2 by the callee: {log}"
+        "12",
+        "5 phone registrations, 3 by the callee, 4 by baresip (2 registrations, 2 removals at exit): {log}"
     );
     assert_eq!(get("tls_ip_sni_unfiltered"), "ok", "{log}");
     assert_eq!(
@@ -241,6 +242,17 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "INVITE/407/ACK/INVITE/180/200/ACK/BYE relayed over UDP: {log}"
     );
     assert_eq!(get("call_tcp"), "ok", "the same call over TCP: {log}");
+    assert_ne!(
+        get("baresip_registered"),
+        "0",
+        "baresip registers with auth through sipwall: {log}"
+    );
+    assert_eq!(
+        get("baresip_call"),
+        "ok",
+        "baresip calls through the PBX; the callee gets INVITE, ACK, BYE: {log}"
+    );
+    assert_eq!(get("baresip_bye_at_pbx"), "1", "baresip hangs up: {log}");
     assert_ne!(
         get("trunk_invites_at_pbx"),
         "0",
@@ -282,6 +294,16 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "a bad file keeps the old config: {log}"
     );
     assert_eq!(get("bad_reload_reported"), "1", "{log}");
+    assert_eq!(
+        get("call_across_reload"),
+        "ok",
+        "SIGHUP changing the domain mid-call does not break the call: {log}"
+    );
+    assert_eq!(
+        get("old_domain_after_change"),
+        "failed",
+        "the new domain is in force after the call: {log}"
+    );
 }
 
 /// Bans that hold: a guesser's ban goes into the kernel's nftables set (sipwall sees none of

@@ -39,6 +39,11 @@ PBX="[2001:db8::2]" LOCAL=2001:db8::10 sipp_run phone "$run/phone.xml" 104 secre
 echo "phone_runs_ok=$ok"
 call_run u1 && echo "call_udp=ok" || echo "call_udp=failed"
 call_run t1 && echo "call_tcp=ok" || echo "call_tcp=failed"
+# baresip, a real softphone: registers, then calls the SIPp callee through the PBX.
+baresip_run
+echo "baresip_registered=$(pbx_count 'REGISTERED 102 from 198.18.0.10:5070')"
+baresip_call && echo "baresip_call=ok" || echo "baresip_call=failed"
+echo "baresip_bye_at_pbx=$(grep -c 'REQ BYE .* src=198.18.0.10:5070' "$run/kamailio.log" || true)"
 # The trunk addresses the PBX by IP, as trunks do; the allow list lets it in.
 ip netns exec "$ns-trunk" timeout 10 sipp 198.18.0.2:5060 -sf "$here/caller.xml" -key domain 198.18.0.2 -key user 100 \
   -key callee 999 -au 100 -ap secret100 -m 1 -timeout 8 -nostdin >/dev/null 2>&1 || true
@@ -88,5 +93,15 @@ sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "phone_after_reload=o
 printf '[sip]\ndomainz = 1\n' > "$run/sw.toml"
 kill -HUP "$sw"; sleep 0.5
 sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "phone_after_bad_reload=ok" || echo "phone_after_bad_reload=failed"
+# A call in progress when SIGHUP changes the domain: its ACK was seen, its BYE is in-dialog.
+printf '[sip]\ndomains = ["sip.example.com"]\n' > "$run/sw.toml"
+kill -HUP "$sw"; sleep 0.5
+CALL_HOLD_MS=4000 call_run u1 >/dev/null 2>&1 &
+call=$!
+sleep 3
+printf '[sip]\ndomains = ["new.example.com"]\n' > "$run/sw.toml"
+kill -HUP "$sw"
+wait "$call" && echo "call_across_reload=ok" || echo "call_across_reload=failed"
+SIPP_TIMEOUT=4 sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "old_domain_after_change=ok" || echo "old_domain_after_change=failed"
 sipwall_stop
 echo "bad_reload_reported=$(grep -c 'reload failed' "$run/sipwall.err" || true)"

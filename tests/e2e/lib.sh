@@ -65,11 +65,47 @@ call_run() {
   local callee=$!
   sleep 1
   ip netns exec "$ns-phone" timeout 20 sipp 198.18.0.2:5060 -sf "$here/caller.xml" -key domain "${DOMAIN:-sip.example.com}" \
-    -key user 100 -key callee 101 -au 100 -ap secret100 -t "$t" -m 1 -timeout 15 -nostdin >"$run/caller.out" 2>&1
+    -key user 100 -key callee 101 -au 100 -ap secret100 -t "$t" -m 1 -d "${CALL_HOLD_MS:-500}" -timeout 15 -nostdin \
+    >"$run/caller.out" 2>&1
   local caller=$?
   wait $callee
   local answered=$?
   [ $caller -eq 0 ] && [ $answered -eq 0 ]
+}
+
+# baresip_run [DIAL] : baresip registers user 102 from the phone host (port 5070) through the
+# PBX as outbound proxy; with DIAL it calls that user (a SIPp callee answers, see call_run) and
+# hangs up when it quits after 8 s. Its output is in $run/baresip.out.
+baresip_run() {
+  local d="$run/baresip"
+  mkdir -p "$d"
+  # 1 s of 8 kHz silence: the call's audio source (no sound card here).
+  python3 -c "import wave,sys; w=wave.open(sys.argv[1],'wb'); w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000); w.writeframes(bytes(16000)); w.close()" "$d/in.wav"
+  cat > "$d/config" <<CFG
+sip_listen 198.18.0.10:5070
+module_path /usr/lib/baresip/modules
+module g711.so
+module aufile.so
+module menu.so
+module account.so
+audio_source aufile,$d/in.wav
+audio_player aufile,$d/out.wav
+CFG
+  echo "<sip:102@${DOMAIN:-sip.example.com};transport=udp>;auth_pass=secret102;outbound=\"sip:198.18.0.2:5060;transport=udp\";regint=60" > "$d/accounts"
+  HOME="$d" ip netns exec "$ns-phone" timeout 20 baresip -f "$d" -4 -t 8 ${1:+-e "/dial $1"} >"$run/baresip.out" 2>&1 </dev/null
+}
+
+# baresip_call: user 101 registers from the callee host and answers; baresip dials it.
+baresip_call() {
+  local port=5062
+  ip netns exec "$ns-callee" timeout 20 sipp 198.18.0.2:5060 -sf "$run/phone.xml" -key domain "${DOMAIN:-sip.example.com}" \
+    -key user 101 -au 101 -ap secret101 -t u1 -p $port -m 1 -timeout 15 -nostdin >"$run/reg-callee.out" 2>&1 || return 1
+  ip netns exec "$ns-callee" timeout 30 sipp -sf "$here/callee.xml" -i 198.18.0.11 -t u1 -p $port -m 1 -timeout 25 -nostdin \
+    >"$run/callee.out" 2>&1 &
+  local callee=$!
+  sleep 1
+  baresip_run 101
+  wait $callee
 }
 
 # A TLS server on the PBX's 5061 (stands in for SIP over TLS: the SNI check happens before
