@@ -610,3 +610,33 @@ fn tls_needs_the_secret_domain_as_sni_across_segments() {
     );
     assert_eq!((r.verdict, r.reason), (Verdict::Accept, Reason::NoSni));
 }
+
+/// A reload keeps the sources' token buckets unless the limits changed: SIGHUP in a flood
+/// hands no source a fresh burst.
+#[test]
+fn reload_keeps_rate_state_unless_the_limits_change() {
+    let slow = "[rate]\nregister = { per_second = 0.01, burst = 1 }\n";
+    let policy = |toml: &str| {
+        let text = format!("[sip]\ndomains = [\"{DOMAIN}\"]\n{toml}");
+        let c = sipwall::config::Config::from_toml(&text, "t").unwrap();
+        std::sync::Arc::new(c.compile().unwrap())
+    };
+    let mut e = engine_with(slow);
+    let mut reg = |e: &mut sipwall::engine::Engine, call_id: &str| {
+        let m = request_full("REGISTER", DOMAIN, DOMAIN, DOMAIN, "", call_id, 1, "");
+        let p = udp("198.18.0.10:5060", PBX, m.as_bytes());
+        e.decide(&p, Direction::ToPbx, S).reason
+    };
+    assert_eq!(reg(&mut e, "a"), Reason::SecretDomain);
+    assert_eq!(reg(&mut e, "b"), Reason::RateLimited);
+    // Same limits, another scanner list: the bucket is still empty.
+    e.set_policy(policy(&format!(
+        "{slow}[scanners]\nuser_agents = [\"x-scan\"]\n"
+    )));
+    assert_eq!(reg(&mut e, "c"), Reason::RateLimited);
+    // New limits: new buckets.
+    e.set_policy(policy(
+        "[rate]\nregister = { per_second = 1.0, burst = 5 }\n",
+    ));
+    assert_eq!(reg(&mut e, "d"), Reason::SecretDomain);
+}

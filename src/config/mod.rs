@@ -173,7 +173,7 @@ pub struct Bucket {
     pub burst: u32,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateSection {
     /// Every request of a source.

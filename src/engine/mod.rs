@@ -147,9 +147,14 @@ impl Engine {
         (self.rate.overflowed, self.tables.refused)
     }
 
-    /// Swaps in a new policy (reload). Learned state (dialogs, bans, failures) is kept.
+    /// Swaps in a new policy (reload). Learned state (dialogs, bans, failures) is kept, and so
+    /// are the sources' token buckets unless the rate limits themselves changed: a reload in
+    /// the middle of a flood must not hand every source a fresh burst.
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
-        self.rate = RateLimits::new(&policy.config.rate, policy.config.limits.max_sources);
+        let (old, new) = (&self.policy.config, &policy.config);
+        if old.rate != new.rate || old.limits.max_sources != new.limits.max_sources {
+            self.rate = RateLimits::new(&new.rate, new.limits.max_sources);
+        }
         self.policy = policy;
     }
 
