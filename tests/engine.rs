@@ -622,7 +622,7 @@ fn reload_keeps_rate_state_unless_the_limits_change() {
         std::sync::Arc::new(c.compile().unwrap())
     };
     let mut e = engine_with(slow);
-    let mut reg = |e: &mut sipwall::engine::Engine, call_id: &str| {
+    let reg = |e: &mut sipwall::engine::Engine, call_id: &str| {
         let m = request_full("REGISTER", DOMAIN, DOMAIN, DOMAIN, "", call_id, 1, "");
         let p = udp("198.18.0.10:5060", PBX, m.as_bytes());
         e.decide(&p, Direction::ToPbx, S).reason
