@@ -130,6 +130,13 @@ fn facts(out: &std::process::Output) -> std::collections::HashMap<String, String
         .collect()
 }
 
+/// One fact a script printed; a missing one fails with the whole output.
+fn fact<'a>(f: &'a std::collections::HashMap<String, String>, k: &str, log: &str) -> &'a str {
+    f.get(k)
+        .unwrap_or_else(|| panic!("{k} missing: {log}"))
+        .as_str()
+}
+
 /// The peer tests share the machine's two cores and their timing; one runs at a time.
 static PEERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -194,11 +201,7 @@ fn inline_in_front_of_kamailio_against_real_tools() {
     }
     let _one = peers();
     let (f, log) = run_script("inline.sh");
-    let get = |k: &str| {
-        f.get(k)
-            .unwrap_or_else(|| panic!("{k} missing: {log}"))
-            .as_str()
-    };
+    let get = |k: &str| fact(&f, k, &log);
     assert_eq!(
         get("phone_runs_ok"),
         "4",
@@ -377,11 +380,7 @@ fn survives_a_spoofed_flood_and_a_brute_force_while_phones_work() {
     }
     let _one = peers();
     let (f, log) = run_script("flood.sh");
-    let get = |k: &str| {
-        f.get(k)
-            .unwrap_or_else(|| panic!("{k} missing: {log}"))
-            .as_str()
-    };
+    let get = |k: &str| fact(&f, k, &log);
     assert_eq!(get("phones"), "6/6", "phones unaffected: {log}");
     assert_eq!(
         get("no_secret_domain_drops"),

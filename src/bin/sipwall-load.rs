@@ -256,28 +256,9 @@ fn send(
                 digits(&mut buf[at + 21..at + 31], seq);
             }
         }
-        let mut iov: Vec<libc::iovec> = bufs[..n]
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        // SAFETY: every msghdr points into `iov` and `to`, which outlive the call.
-        let mut msgs: Vec<libc::mmsghdr> = iov
-            .iter_mut()
-            .map(|v| {
-                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                h.msg_name = to.as_ptr() as *mut libc::c_void;
-                h.msg_namelen = to.len();
-                h.msg_iov = v;
-                h.msg_iovlen = 1;
-                libc::mmsghdr {
-                    msg_hdr: h,
-                    msg_len: 0,
-                }
-            })
-            .collect();
+        let mut iov = sipwall::inline::queue::iovecs(bufs[..n].iter_mut());
+        let mut msgs = sipwall::inline::queue::mmsghdrs(&mut iov, Some(&to));
+        // SAFETY: `msgs` points into `iov`, `bufs` and `to`, all alive and unmoved here.
         let r = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), n as u32, 0) };
         if r > 0 {
             sent += r as u64;

@@ -210,16 +210,20 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn add(&mut self, c: &Counters) {
-        self.accepted += c.accepted;
-        self.dropped += c.dropped;
-        self.observed += c.observed;
-        self.messages += c.messages;
-        self.auth_failures += c.auth_failures;
-        self.bans += c.bans;
-        for (r, n) in c.reasons() {
-            *self.reasons.entry(r.to_string()).or_default() += n;
+    pub fn of(c: &Counters) -> Totals {
+        Totals {
+            accepted: c.accepted,
+            dropped: c.dropped,
+            observed: c.observed,
+            messages: c.messages,
+            auth_failures: c.auth_failures,
+            bans: c.bans,
+            reasons: c.reasons().map(|(r, n)| (r.to_string(), n)).collect(),
         }
+    }
+
+    pub fn add(&mut self, c: &Counters) {
+        self.merge(&Totals::of(c));
     }
 
     pub fn merge(&mut self, o: &Totals) {

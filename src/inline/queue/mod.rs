@@ -29,6 +29,37 @@ pub enum Backend {
     Nfq,
 }
 
+/// One `mmsghdr` per buffer for `recvmmsg`/`sendmmsg`, each with one iovec; `name`, when
+/// given, is every message's address. The headers point into `iov` and `name`: keep both alive
+/// and unmoved while the headers are in use.
+pub fn mmsghdrs(iov: &mut [libc::iovec], name: Option<&socket2::SockAddr>) -> Vec<libc::mmsghdr> {
+    iov.iter_mut()
+        .map(|v| {
+            // SAFETY: an all-zero msghdr is valid (no name, no control data).
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            if let Some(a) = name {
+                h.msg_name = a.as_ptr() as *mut libc::c_void;
+                h.msg_namelen = a.len();
+            }
+            h.msg_iov = v;
+            h.msg_iovlen = 1;
+            libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            }
+        })
+        .collect()
+}
+
+/// An iovec over each buffer's whole length.
+pub fn iovecs<'a>(bufs: impl Iterator<Item = &'a mut Vec<u8>>) -> Vec<libc::iovec> {
+    bufs.map(|b| libc::iovec {
+        iov_base: b.as_mut_ptr().cast(),
+        iov_len: b.len(),
+    })
+    .collect()
+}
+
 /// Queue settings shared by both backends.
 pub const MAX_LEN: u32 = 8192;
 pub const RCVBUF: usize = 8 << 20;

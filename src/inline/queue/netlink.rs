@@ -219,27 +219,8 @@ impl NetlinkQueue {
     pub fn recv(&mut self) -> io::Result<usize> {
         self.got.clear();
         self.verdicts.clear();
-        let mut iov: Vec<libc::iovec> = self
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = iov
-            .iter_mut()
-            .map(|v| {
-                // SAFETY: zeroed msghdr is valid; it points into `iov`, alive for the call.
-                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                h.msg_iov = v;
-                h.msg_iovlen = 1;
-                libc::mmsghdr {
-                    msg_hdr: h,
-                    msg_len: 0,
-                }
-            })
-            .collect();
+        let mut iov = super::iovecs(self.bufs.iter_mut());
+        let mut msgs = super::mmsghdrs(&mut iov, None);
         let n = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
