@@ -334,6 +334,7 @@ fn bans_hold_in_the_kernel_across_restarts_under_operator_control() {
         ("feed_requests_at_pbx", "0"),
         ("ctl_entries_feed", "1"),
         ("feed_bad_line_reported", "1"),
+        ("feed_reloaded", "1"),
         ("kernel_ban4_after_unban", "0"),
         ("unbanned_registers", "ok"),
         ("phone_while_denied", "failed"),

@@ -194,8 +194,7 @@ impl Keeper {
             let Some(net) = net_of_label(&b.source) else {
                 continue;
             };
-            let left = b.until_ns.map(|u| u.saturating_sub(now).div_ceil(SECOND));
-            want.ban.insert(net, left);
+            want.ban.insert(net, b.until_ns);
         }
         let lists = self.ctl.shared.lists();
         let mut allow: Vec<IpNet> = policy.config.sources.allow.clone();
@@ -215,7 +214,7 @@ impl Keeper {
             .into_iter()
             .map(|n| (n, None))
             .collect();
-        match off.sync(&want) {
+        match off.sync(&want, now) {
             Ok(newly) => {
                 self.sync_error = None;
                 for n in newly {

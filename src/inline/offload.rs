@@ -26,7 +26,9 @@ const SETS: [(&str, &str, &str); 6] = [
     ("deny6", "ipv6_addr", "drop"),
 ];
 
-/// What a set should hold: network → seconds left (None: no timeout).
+/// What a set should hold: network → when it leaves the set, in ns since the epoch (None:
+/// when sipwall removes it). Absolute, so an unchanged ban compares equal from one sync to
+/// the next and costs no nft run.
 pub type Elements = BTreeMap<IpNet, Option<u64>>;
 
 /// The wanted contents of every set.
@@ -103,7 +105,7 @@ impl Offload {
 
     /// Makes the kernel sets equal `want`. Returns the networks newly banned or denied, whose
     /// conntrack entries were deleted.
-    pub fn sync(&mut self, want: &Wanted) -> anyhow::Result<Vec<IpNet>> {
+    pub fn sync(&mut self, want: &Wanted, now_ns: u64) -> anyhow::Result<Vec<IpNet>> {
         let mut script = String::new();
         let mut newly = Vec::new();
         let mut changed = Vec::new();
@@ -127,7 +129,11 @@ impl Offload {
                     .map(|(n, t)| {
                         let n = element(n);
                         match t {
-                            Some(secs) => format!("{n} timeout {}s", secs.max(&1)),
+                            // The kernel counts the time left down from now.
+                            Some(until) => format!(
+                                "{n} timeout {}s",
+                                until.saturating_sub(now_ns).div_ceil(1_000_000_000).max(1)
+                            ),
                             None => n,
                         }
                     })

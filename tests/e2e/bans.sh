@@ -62,6 +62,11 @@ echo "kernel_deny4_packets=$(stat "d['kernel_sets'].get('deny4', 0)")"
 echo "ctl_entries_feed=$(ctl entries | grep -c "^deny .*198.18.0.20/32 .*feed:" || true)"
 echo "feed_bad_line_reported=$(grep -c 'feed line is not an address' "$run/sipwall.err" || true)"
 
+# A feed that changes is read again on `ctl reload`.
+echo 198.18.0.99 >> "$run/feed.txt"
+ctl reload >/dev/null
+echo "feed_reloaded=$(in_set deny4 198.18.0.99)"
+
 # 3. Operator control: unban takes effect at once; deny and allow by CIDR; stats; top.
 ctl unban 198.18.0.77 >/dev/null
 echo "kernel_ban4_after_unban=$(in_set ban4 198.18.0.77)"
