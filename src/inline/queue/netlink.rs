@@ -51,6 +51,10 @@ pub struct NetlinkQueue {
     queue: u16,
     seq: u32,
     bufs: Vec<Vec<u8>>,
+    /// `recvmmsg`'s headers, built once: they point into `iov`, which points into `bufs`;
+    /// none of the three is resized after `open`, so the pointers stay valid.
+    iov: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
     /// (buffer, id, hook, payload start, payload end) of the packets of the last batch.
     got: Vec<(usize, u32, u8, usize, usize)>,
     verdicts: Vec<Verdict>,
@@ -112,6 +116,8 @@ impl NetlinkQueue {
             queue,
             seq: 0,
             bufs: (0..BATCH).map(|_| vec![0u8; BUF]).collect(),
+            iov: Vec::new(),
+            msgs: Vec::new(),
             got: Vec::with_capacity(BATCH),
             verdicts: Vec::with_capacity(BATCH),
             out: Vec::with_capacity(BATCH * 32),
@@ -219,12 +225,14 @@ impl NetlinkQueue {
     pub fn recv(&mut self) -> io::Result<usize> {
         self.got.clear();
         self.verdicts.clear();
-        let mut iov = super::iovecs(self.bufs.iter_mut());
-        let mut msgs = super::mmsghdrs(&mut iov, None);
+        if self.msgs.is_empty() {
+            self.iov = super::iovecs(self.bufs.iter_mut());
+            self.msgs = super::mmsghdrs(&mut self.iov, None);
+        }
         let n = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
-                msgs.as_mut_ptr(),
+                self.msgs.as_mut_ptr(),
                 BATCH as u32,
                 libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
@@ -241,7 +249,7 @@ impl NetlinkQueue {
                 _ => Err(e),
             };
         }
-        for (i, m) in msgs.iter().enumerate().take(n as usize) {
+        for (i, m) in self.msgs.iter().enumerate().take(n as usize) {
             let len = m.msg_len as usize;
             let b = &self.bufs[i][..len];
             for (ty, _, body) in messages(b) {
