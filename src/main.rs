@@ -459,18 +459,22 @@ fn replay_cmd(
         // TLS ports carry TCP the engine judges too (the ClientHello's SNI).
         tcp_ports: c.tcp_ports.iter().chain(&c.tls_ports).copied().collect(),
     };
-    let mut inferred = None;
+    let mut inferred = false;
     if sides.pbx.is_empty() {
         match replay::infer_pbx(&cap, &sides.udp_ports, &sides.tcp_ports) {
-            Some(ip) => {
-                sides.pbx = vec![ip];
-                policy.pbx = vec![ip];
-                inferred = Some(ip);
+            found if !found.is_empty() => {
+                sides.pbx = found.clone();
+                policy.pbx = found;
+                inferred = true;
                 if !json {
-                    eprintln!("sipwall: no --pbx given; inferred PBX {ip} (the address receiving the most SIP requests)");
+                    let list: Vec<String> = sides.pbx.iter().map(IpAddr::to_string).collect();
+                    eprintln!(
+                        "sipwall: no --pbx given; inferred PBX {} (addresses that receive SIP requests as a server does)",
+                        list.join(", ")
+                    );
                 }
             }
-            None => bail!(
+            _ => bail!(
                 "no SIP requests on ports {:?}/{:?} in the capture; give --pbx",
                 sides.udp_ports,
                 sides.tcp_ports
@@ -526,7 +530,7 @@ fn replay_cmd(
     if json {
         let mut v = serde_json::to_value(&summary)?;
         v["pbx"] = serde_json::json!(sides.pbx.iter().map(|p| p.to_string()).collect::<Vec<_>>());
-        v["pbx_inferred"] = inferred.is_some().into();
+        v["pbx_inferred"] = inferred.into();
         v["banned_sources"] = serde_json::to_value(engine.shared().list())?;
         println!("{v}");
     } else {

@@ -175,7 +175,12 @@ fn replay_judges_the_shipped_capture() {
         .unwrap();
     let v = json(&out);
     assert_eq!(v["packets"], 614);
-    assert_eq!(v["pbx"][0], "198.18.0.2", "inferred");
+    // Both of the PBX's addresses are inferred: phones reach it over IPv4 and IPv6.
+    assert_eq!(
+        v["pbx"],
+        serde_json::json!(["198.18.0.2", "2001:db8::2"]),
+        "inferred"
+    );
     assert_eq!(v["pbx_inferred"], true);
     let r = &v["reasons"];
     // every scanner probe and every by-IP request dropped; no phone request rate-limited

@@ -57,9 +57,10 @@ impl Sides {
     }
 }
 
-/// Guesses the PBX: the address that receives the most SIP requests on a SIP port.
-pub fn infer_pbx(cap: &Capture, udp_ports: &[u16], tcp_ports: &[u16]) -> Option<IpAddr> {
-    let mut score: HashMap<IpAddr, u64> = HashMap::new();
+/// Guesses the PBX addresses of a capture (see [`servers`]) from the SIP requests sent to a SIP
+/// port.
+pub fn infer_pbx(cap: &Capture, udp_ports: &[u16], tcp_ports: &[u16]) -> Vec<IpAddr> {
+    let mut requests = Vec::new();
     for f in &cap.frames {
         let Some(s) = slice(f.linktype, cap.data(f)) else {
             continue;
@@ -74,14 +75,71 @@ pub fn infer_pbx(cap: &Capture, udp_ports: &[u16], tcp_ports: &[u16]) -> Option<
                 && !p.payload.starts_with(b"SIP/")
                 && p.payload[0].is_ascii_uppercase();
             if ports.contains(&p.dst.port()) && is_request {
-                *score.entry(p.dst.ip()).or_default() += 1;
+                requests.push((p.src.ip(), p.dst.ip()));
             }
         }
     }
-    score
-        .into_iter()
-        .max_by_key(|(ip, n)| (*n, std::cmp::Reverse(*ip)))
-        .map(|(ip, _)| ip)
+    servers(&requests)
+}
+
+/// The servers among the (source, destination) pairs of requests: an address that receives
+/// requests from several sources, or from a source that never receives any (a phone, a
+/// scanner). A phone receives requests only from its PBX, which receives requests itself, so
+/// it is not taken; every victim of a scanner is. The busiest first; when no address
+/// qualifies (two servers talking only to each other), the busiest receiver.
+pub fn servers(requests: &[(IpAddr, IpAddr)]) -> Vec<IpAddr> {
+    // Per receiver: requests, and up to a few distinct sources.
+    let mut recv: HashMap<IpAddr, (u64, Vec<IpAddr>)> = HashMap::new();
+    for &(src, dst) in requests {
+        let e = recv.entry(dst).or_default();
+        e.0 += 1;
+        if e.1.len() < 4 && !e.1.contains(&src) {
+            e.1.push(src);
+        }
+    }
+    let mut v: Vec<(u64, IpAddr)> = recv
+        .iter()
+        .filter(|(_, (_, from))| from.len() >= 2 || from.iter().any(|s| !recv.contains_key(s)))
+        .map(|(ip, (n, _))| (*n, *ip))
+        .collect();
+    if v.is_empty() {
+        v = recv.iter().map(|(ip, (n, _))| (*n, *ip)).collect();
+        v.sort_by_key(|&(n, ip)| (std::cmp::Reverse(n), ip));
+        v.truncate(1);
+    }
+    v.sort_by_key(|&(n, ip)| (std::cmp::Reverse(n), ip));
+    v.into_iter().map(|(_, ip)| ip).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::servers;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn servers_are_told_from_phones_and_several_victims_are_found() {
+        let (pbx, phone, callee, scanner) = (
+            ip("10.0.0.2"),
+            ip("10.0.0.10"),
+            ip("10.0.0.11"),
+            ip("192.0.2.66"),
+        );
+        let (v1, v2) = (ip("203.0.113.1"), ip("203.0.113.2"));
+        // Phones register with the PBX, which relays an INVITE to the callee; a scanner sweeps
+        // two more victims and the PBX.
+        let mut r = vec![(phone, pbx), (phone, pbx), (callee, pbx), (pbx, callee)];
+        r.extend([(scanner, v1), (scanner, v1), (scanner, v2), (scanner, pbx)]);
+        assert_eq!(servers(&r), vec![pbx, v1, v2]);
+        // Only a scanner and one victim.
+        assert_eq!(servers(&[(scanner, v2)]), vec![v2]);
+        // Two servers that only talk to each other: the busier one.
+        assert_eq!(servers(&[(v1, v2), (v2, v1), (v1, v2)]), vec![v2]);
+        assert!(servers(&[]).is_empty());
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
