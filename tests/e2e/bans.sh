@@ -81,7 +81,12 @@ echo "ctl_manual_ban=$(ctl bans | grep -cE '^198.18.0.66 .*in (2h|1h 59m).*manua
 echo "ctl_ban_allowed_refused=$(ctl allow 198.18.0.11 >/dev/null; ctl ban 198.18.0.11 >/dev/null 2>&1 && echo no || echo yes)"
 ctl unlist 198.18.0.11 >/dev/null
 echo "ctl_stats_lines=$(ctl stats | grep -cE '^  secret-domain +[1-9]|^kernel sets .* ban4 [1-9]|^bans: 1 manual 1' || true)"
-echo "ctl_top_rows=$(ctl top --count 1 | grep -cE '^198\.18\.0\.' || true)"
+# top shows the last full second: ask while a phone is registering (10 at 5/s).
+sipp_run phone "$run/phone.xml" 100 secret100 u1 10 >/dev/null 2>&1 &
+reg=$!
+sleep 1.5
+echo "ctl_top_rows=$(ctl top --count 1 | grep -cE '^198\.18\.0\.10 ' || true)"
+wait $reg || true
 echo "ctl_bad_addr=$(ctl ban not-an-ip >/dev/null 2>&1 && echo accepted || echo refused)"
 
 # 4. Metrics.
