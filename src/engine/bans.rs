@@ -185,6 +185,11 @@ impl Shared {
         }
     }
 
+    /// Allowed by the config or by a runtime entry: never banned.
+    pub fn is_allowed(&self, policy: &Policy, ip: IpAddr) -> bool {
+        policy.is_allowed(ip) || self.lists().is_allowed(ip)
+    }
+
     /// The runtime allow/deny entries in force.
     #[inline]
     pub fn lists(&self) -> arc_swap::Guard<Arc<Lists>> {

@@ -578,7 +578,7 @@ impl Engine {
     fn record_failure(&mut self, m: &Message, txn: Option<&Txn>, peer: IpAddr, now: u64) {
         self.counters.auth_failures += 1;
         let ip = txn.map_or(peer, |t| t.ip);
-        if self.policy.is_allowed(ip) || self.shared.lists().is_allowed(ip) {
+        if self.shared.is_allowed(&self.policy, ip) {
             return;
         }
         let prefix = self.policy.ipv6_prefix;

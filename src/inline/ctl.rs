@@ -8,7 +8,7 @@ use crate::engine::{source_key, source_label, Ban, Entry, Evidence, ListKind, To
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read as _, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -262,8 +262,6 @@ fn answer(
     (&stream).write_all(&out)
 }
 
-use std::io::Read as _;
-
 /// Reads one request line (fuzzed: `fuzz/control`).
 pub fn parse_request(line: &str) -> Result<Request, String> {
     serde_json::from_str::<Request>(line).map_err(|e| format!("bad request: {e}"))
@@ -284,7 +282,7 @@ pub fn handle(req: Request, ctl: &Control, keeper: &Mutex<Keeper>, reload: &Relo
             for_s,
             reason,
         } => {
-            if policy.is_allowed(addr) || ctl.shared.lists().is_allowed(addr) {
+            if ctl.shared.is_allowed(&policy, addr) {
                 return Response::err(format!(
                     "{addr} is on the allow list; allowed sources are never banned"
                 ));

@@ -236,13 +236,13 @@ impl Keeper {
     /// Bans not seen before, or made longer: the hook runs for each.
     fn new_bans(&mut self, bans: &[Ban], now: u64) {
         let mut seen = HashMap::with_capacity(bans.len());
+        let policy = self.ctl.current();
+        let hook = &policy.config.bans;
         for b in bans {
             let v = (b.since_ns, b.until_ns);
             if self.known_bans.get(&b.source) != Some(&v) {
-                let cmd = self.ctl.current().config.bans.on_ban.clone();
-                let per_minute = self.ctl.current().config.bans.on_ban_per_minute;
-                if let Some(cmd) = cmd {
-                    self.hook.fire(&cmd, per_minute, b, now);
+                if let Some(cmd) = &hook.on_ban {
+                    self.hook.fire(cmd, hook.on_ban_per_minute, b, now);
                 }
             }
             seen.insert(b.source.clone(), v);

@@ -216,7 +216,8 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
     let mut tally = Tally::default();
     let (mut last_publish, mut last_top) = (0u64, 0u64);
     let mut seen = 0u64;
-    let mut warned = 0u64;
+    // Receive errors returned to us; ENOBUFS the netlink layer counts itself.
+    let (mut errors, mut warned) = (0u64, 0u64);
     tracing::info!(queue, dry_run, ?backend, "worker started");
     loop {
         let g = ctl.generation.load(Ordering::Acquire);
@@ -230,10 +231,10 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
             Ok(n) => n,
             Err(e) => {
                 // The kernel let packets through (fail-open) or lost them; count and go on.
-                report.recv_errors += 1;
-                if report.recv_errors >= warned * 2 {
-                    warned = report.recv_errors;
-                    tracing::warn!(queue, error = %e, errors = report.recv_errors, "receive error");
+                errors += 1;
+                if errors >= warned * 2 {
+                    warned = errors;
+                    tracing::warn!(queue, error = %e, errors, "receive error");
                 }
                 continue;
             }
@@ -289,12 +290,13 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
             }
         }
         q.flush()?;
-        report.recv_errors = report.recv_errors.max(q.enobufs());
+        report.recv_errors = errors + q.enobufs();
         if now.saturating_sub(last_publish) >= PUBLISH_NS {
             publish(&ctl, &engine, &mut report, &mut tally, &mut last_top, now);
             last_publish = now;
         }
     }
+    report.recv_errors = errors + q.enobufs();
     report.counters = engine.counters().clone();
     tracing::info!(
         queue,

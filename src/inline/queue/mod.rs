@@ -119,11 +119,12 @@ impl Queue {
         }
     }
 
-    /// Packets the kernel could not deliver (ENOBUFS), as far as the backend can tell.
+    /// ENOBUFS the backend absorbed itself (the nfq crate returns its errors instead, and the
+    /// caller counts those).
     pub fn enobufs(&self) -> u64 {
         match self {
             Queue::Netlink(q) => q.enobufs(),
-            Queue::Nfq(q) => q.errors,
+            Queue::Nfq(_) => 0,
         }
     }
 }
@@ -134,7 +135,6 @@ pub struct NfqCrate {
     q: nfq::Queue,
     msg: Option<nfq::Message>,
     idle: u32,
-    errors: u64,
 }
 
 impl NfqCrate {
@@ -149,7 +149,6 @@ impl NfqCrate {
             q,
             msg: None,
             idle: 0,
-            errors: 0,
         })
     }
 
@@ -173,10 +172,7 @@ impl NfqCrate {
                         ));
                     }
                 }
-                Err(e) => {
-                    self.errors += 1;
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
     }
