@@ -68,10 +68,56 @@ sipwall() { # backend -> pps
   echo "$pps $judged $(json "$(cat "$run/s.json")" pps) $cpu"
 }
 
+# With a backlog: the consumer is stopped (SIGSTOP) while the sender queues a burst, then
+# resumed; only the CPU it spends from resuming until the queue is empty counts (summed over
+# its threads, in ns, from schedstat). This is the flood regime, where capacity matters and
+# where batching pays; while a consumer keeps up, every design runs at the offered rate.
+burst=${BURST:-4000}
+rounds=${ROUNDS:-40}
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+queued() { rx awk '$1 == 0 {print $3}' /proc/net/netfilter/nfnetlink_queue; }
+drain_bursts() { # pid -> consumer ns spent draining
+  local pid=$1 total=0 t0 i k
+  for ((i = 0; i < rounds; i++)); do
+    kill -STOP "$pid"
+    send --mix mix --sources "$sources" --count "$burst" >/dev/null
+    t0=$(cpu_ns "$pid")
+    kill -CONT "$pid"
+    for ((k = 0; k < 2000; k++)); do [ "$(queued)" = 0 ] && break; sleep 0.005; done
+    total=$((total + $(cpu_ns "$pid") - t0))
+  done
+  echo "$total"
+}
+consumer_backlog() { # backend -> judged ns
+  queue_rule
+  ip netns exec "$ns-rcv" "$bin/sipwall-load" consume --backend "$1" --seconds 120 --idle 2 >"$run/c.json" 2>"$run/c.err" &
+  local c=$!
+  until grep -q consuming "$run/c.err" 2>/dev/null; do sleep 0.1; done
+  local ns_spent
+  ns_spent=$(drain_bursts $c)
+  wait $c # it stops by itself once idle
+  flush
+  echo "$(json "$(cat "$run/c.json")" packets) $ns_spent"
+}
+sipwall_backlog() { # backend -> judged ns
+  ip netns exec "$ns-rcv" "$bin/sipwall" run --domain sip.example.com --apply-rules --no-offload --no-state \
+    --socket "$run/ctl.sock" --backend "$1" >"$run/w.out" 2>"$run/w.err" &
+  local w=$!
+  sleep 1.5
+  local ns_spent
+  ns_spent=$(drain_bursts $w)
+  kill -TERM $w; wait $w || true
+  echo "$(sed -n 's/^packets: \([0-9]*\) .*/\1/p' "$run/w.out") $ns_spent"
+}
+
 read -r a a_n a_s a_cpu <<<"$(consumer netlink)"
 read -r b b_n b_s b_cpu <<<"$(sipwall netlink)"
 read -r d d_n d_s d_cpu <<<"$(consumer nfq)"
 read -r e e_n e_s e_cpu <<<"$(sipwall nfq)"
+read -r ka ka_ns <<<"$(consumer_backlog netlink)"
+read -r kb kb_ns <<<"$(sipwall_backlog netlink)"
+read -r kd kd_ns <<<"$(consumer_backlog nfq)"
+read -r ke ke_ns <<<"$(sipwall_backlog nfq)"
 # (c) the kernel's string match, no queue: every packet passes two rules.
 rx iptables -A INPUT -p udp --dport 5060 -m string --string sip.example.com --algo bm -j ACCEPT
 rx iptables -A INPUT -p udp --dport 5060 -j DROP
@@ -110,18 +156,32 @@ ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2
 # capacity is what one core of consumer would sustain.
 cap() { python3 -c "import sys; print(f'{float(sys.argv[1]) / max(float(sys.argv[2]), 1e-3):.0f}')" "$1" "$2"; }
 A=$(cap "$a_n" "$a_cpu"); B=$(cap "$b_n" "$b_cpu"); D=$(cap "$d_n" "$d_cpu"); E=$(cap "$e_n" "$e_cpu")
+kcap() { python3 -c "import sys; print(f'{float(sys.argv[1]) / max(float(sys.argv[2]), 1) * 1e9:.0f}')" "$1" "$2"; }
+KA=$(kcap "$ka" "$ka_ns"); KB=$(kcap "$kb" "$kb_ns"); KD=$(kcap "$kd" "$kd_ns"); KE=$(kcap "$ke" "$ke_ns")
+us() { python3 -c "import sys; print(f'{1e6 / float(sys.argv[1]):.2f}')" "$1"; }
 cat <<OUT
 packets per run: $n (realistic mix from $sources)
+
+Keeping up: all of the run sent at the sender's pace (on 2 cores the sender bounds the rate)
                                            observed pkt/s  [sender pkt/s]  judged   cpu s   capacity pkt/cpu-s
 (a) do-nothing consumer, netlink layer  : $a [$a_s] $a_n $a_cpu $A
 (b) sipwall, netlink layer              : $b [$b_s] $b_n $b_cpu $B
 (c) kernel -m string rules, no queue    : >= $c_s (the sender's rate; $c_n packets matched; its cost is in the sender's softirq)
 (d) do-nothing consumer, nfq crate      : $d [$d_s] $d_n $d_cpu $D
 (e) sipwall, nfq crate backend          : $e [$e_s] $e_n $e_cpu $E
-capacity (b)/(a) = $(ratio "$B" "$A")   goal >= 0.80
-capacity (b)/(d) = $(ratio "$B" "$D")   goal >= 1.30
-capacity (b)/(e) = $(ratio "$B" "$E")   (the same engine on each backend)
+capacity (b)/(a) = $(ratio "$B" "$A")   (b)/(d) = $(ratio "$B" "$D")   (b)/(e) = $(ratio "$B" "$E")
 observed (b)/(a) = $(ratio "$b" "$a"), (b)/(d) = $(ratio "$b" "$d"), (b)/(c) = $(ratio "$b" "$c_s")
+
+With a backlog: $rounds bursts of $burst queued while the consumer is stopped, then drained
+                                           judged   drain cpu s   capacity pkt/cpu-s   us/packet
+(a) do-nothing consumer, netlink layer  : $ka $(python3 -c "print(f'{$ka_ns / 1e9:.3f}')") $KA $(us "$KA")
+(b) sipwall, netlink layer              : $kb $(python3 -c "print(f'{$kb_ns / 1e9:.3f}')") $KB $(us "$KB")
+(d) do-nothing consumer, nfq crate      : $kd $(python3 -c "print(f'{$kd_ns / 1e9:.3f}')") $KD $(us "$KD")
+(e) sipwall, nfq crate backend          : $ke $(python3 -c "print(f'{$ke_ns / 1e9:.3f}')") $KE $(us "$KE")
+capacity (b)/(a) = $(ratio "$KB" "$KA")   goal >= 0.80
+capacity (b)/(d) = $(ratio "$KB" "$KD")   goal >= 1.30 (a do-nothing nfq consumer)
+capacity (b)/(e) = $(ratio "$KB" "$KE")   (the same engine on each backend)
+
 latency at 5k pkt/s from 4094 sources, one way: no queue p50 ${l0_50} us p99 ${l0_99} us ($l0_n received);
   through the do-nothing consumer p50 ${la_50} us p99 ${la_99} us ($la_n received);
   through sipwall p50 ${l1_50} us p99 ${l1_99} us ($l1_n received);

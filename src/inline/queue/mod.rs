@@ -129,6 +129,43 @@ impl Queue {
     }
 }
 
+/// Gives every NETLINK_NETFILTER socket of this process a receive buffer of `size` bytes.
+/// The `nfq` crate does not lend out its socket, and its default buffer (rmem_default, about
+/// 166 queued packets) would make it fail open under any burst: found by scanning our own
+/// descriptors, so the backends differ in their verdict paths, not in their buffers.
+fn widen_netfilter_sockets(size: usize) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let opt = |fd: i32, level: i32, name: i32| -> Option<i32> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `v`; a non-socket fails cleanly.
+        let r = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut i32).cast(), &mut len) };
+        (r == 0).then_some(v)
+    };
+    for fd in dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        if opt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN) == Some(libc::AF_NETLINK)
+            && opt(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Some(libc::NETLINK_NETFILTER)
+        {
+            let v = size as libc::c_int;
+            // SAFETY: a plain setsockopt on a socket this process owns.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&v as *const i32).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+}
+
 /// The `nfq` crate, as the design card named it: non-blocking with a short sleep when idle
 /// (it offers no receive timeout), one verdict message per packet.
 pub struct NfqCrate {
@@ -145,6 +182,7 @@ impl NfqCrate {
         q.set_copy_range(queue, 0xffff)?;
         q.set_queue_max_len(queue, MAX_LEN)?;
         q.set_nonblocking(true);
+        widen_netfilter_sockets(RCVBUF);
         Ok(NfqCrate {
             q,
             msg: None,
