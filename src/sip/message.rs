@@ -267,17 +267,14 @@ impl<'a> Iterator for HeaderIter<'a> {
             _ => {}
         }
         // field-name = token, optional whitespace, ':'
-        let mut i = start;
-        while i < buf.len() && chars::token(buf[i]) {
-            i += 1;
-        }
+        let mut i = start + chars::token_run(&buf[start..]);
         let name = &buf[start..i];
         while i < buf.len() && matches!(buf[i], b' ' | b'\t') {
             i += 1;
         }
         if name.is_empty() || buf.get(i) != Some(&b':') {
             // A fold with nothing before it, a line without a colon, a bad name.
-            self.cut = memchr::memchr(b'\n', &buf[start..]).is_none();
+            self.cut = chars::find_byte(b'\n', &buf[start..]).is_none();
             self.pos = buf.len();
             return Some(Err(ParseError::BadHeaderLine));
         }
@@ -285,7 +282,7 @@ impl<'a> Iterator for HeaderIter<'a> {
         // The value runs to the line end, across folds.
         let mut nl = vstart;
         loop {
-            match memchr::memchr(b'\n', &buf[nl..]) {
+            match chars::find_byte(b'\n', &buf[nl..]) {
                 Some(o) => nl += o,
                 None => {
                     self.cut = true;
@@ -302,14 +299,28 @@ impl<'a> Iterator for HeaderIter<'a> {
         Some(Ok(Header {
             name,
             kind: HeaderName::from_bytes(name),
-            value: chars::trim_lws(&buf[vstart..nl]),
+            value: trim_value(&buf[vstart..nl]),
         }))
+    }
+}
+
+/// A header value without the LWS around it. Most are " value\r": that case costs two
+/// comparisons; folds and odd spacing take the general path.
+#[inline]
+fn trim_value(v: &[u8]) -> &[u8] {
+    let v = match v {
+        [b' ', inner @ .., b'\r'] => inner,
+        _ => v,
+    };
+    match v {
+        [first, .., last] if !chars::lws(*first) && !chars::lws(*last) => v,
+        _ => chars::trim_lws(v),
     }
 }
 
 /// Reads one message from the start of `buf`.
 pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
-    let Some(first_nl) = memchr::memchr(b'\n', buf) else {
+    let Some(first_nl) = chars::find_byte(b'\n', buf) else {
         return Err(match framing {
             Framing::Stream if looks_like_sip_prefix(buf) => ParseError::Incomplete,
             _ => ParseError::NotSip,
@@ -453,7 +464,7 @@ fn check_version(v: &[u8]) -> Result<(), ParseError> {
 pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if is_sip_version(line) {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let sp = memchr::memchr(b' ', line).ok_or(ParseError::BadStatusLine)?;
+        let sp = chars::find_byte(b' ', line).ok_or(ParseError::BadStatusLine)?;
         check_version(&line[..sp])?;
         let rest = &line[sp + 1..];
         if rest.len() < 3 || (rest.len() > 3 && rest[3] != b' ') {
@@ -479,7 +490,7 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if !is_sip_version(&trimmed[last_sp + 1..]) {
         return Err(ParseError::NotSip);
     }
-    let first_sp = memchr::memchr(b' ', line).ok_or(ParseError::BadRequestLine)?;
+    let first_sp = chars::find_byte(b' ', line).ok_or(ParseError::BadRequestLine)?;
     let last_sp = memchr::memrchr(b' ', line).ok_or(ParseError::BadRequestLine)?;
     if first_sp == last_sp {
         return Err(ParseError::BadRequestLine);
@@ -565,7 +576,7 @@ pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError>
         let (u, a) = angle(v, i, part)?;
         uri_raw = u;
         after = a;
-    } else if let Some(lt) = memchr::memchr(b'<', v) {
+    } else if let Some(lt) = chars::find_byte(b'<', v) {
         // *(token LWS) before '<'
         let d = chars::trim_lws(&v[i..lt]);
         if !d.is_empty() {
@@ -603,7 +614,7 @@ pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError>
 
 /// `<uri>` starting at `lt`: the URI and the index after '>'. No LWS is allowed inside (RFC 4475 badaspec).
 fn angle(v: &[u8], lt: usize, part: Part) -> Result<(&[u8], usize), ParseError> {
-    let gt = memchr::memchr(b'>', &v[lt..]).ok_or(ParseError::BadNameAddr(part))? + lt;
+    let gt = chars::find_byte(b'>', &v[lt..]).ok_or(ParseError::BadNameAddr(part))? + lt;
     let u = &v[lt + 1..gt];
     if u.is_empty() || u.iter().any(|&b| chars::lws(b)) {
         return Err(ParseError::BadNameAddr(part));
@@ -621,9 +632,7 @@ fn parse_params(p: &[u8], bad: ParseError) -> Result<Option<&[u8]>, ParseError> 
         }
         i = chars::skip_lws(p, i + 1);
         let ns = i;
-        while i < p.len() && chars::token(p[i]) {
-            i += 1;
-        }
+        i += chars::token_run(&p[i..]);
         let name = &p[ns..i];
         if name.is_empty() {
             return Err(bad);

@@ -56,25 +56,34 @@ impl<'a> Uri<'a> {
     /// Parses one URI with nothing around it. `part` names the field for errors.
     pub fn parse(raw: &'a [u8], part: Part) -> Result<Uri<'a>, ParseError> {
         let bad = ParseError::BadUri(part);
-        let colon = memchr::memchr(b':', raw).ok_or(bad)?;
-        let (scheme_s, rest) = (&raw[..colon], &raw[colon + 1..]);
-        // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
-        if scheme_s.is_empty()
-            || !scheme_s[0].is_ascii_alphabetic()
-            || !scheme_s
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-        {
-            return Err(bad);
-        }
-        let scheme = if scheme_s.eq_ignore_ascii_case(b"sip") {
-            Scheme::Sip
-        } else if scheme_s.eq_ignore_ascii_case(b"sips") {
-            Scheme::Sips
-        } else if scheme_s.eq_ignore_ascii_case(b"tel") {
-            Scheme::Tel
-        } else {
-            Scheme::Other
+        // Nearly every URI is "sip:": read it with one comparison.
+        let (scheme, rest) = match raw {
+            [s, i, p, b':', rest @ ..] if [s | 0x20, i | 0x20, p | 0x20] == *b"sip" => {
+                (Scheme::Sip, rest)
+            }
+            _ => {
+                let colon = chars::find_byte(b':', raw).ok_or(bad)?;
+                let (scheme_s, rest) = (&raw[..colon], &raw[colon + 1..]);
+                // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+                if scheme_s.is_empty()
+                    || !scheme_s[0].is_ascii_alphabetic()
+                    || !scheme_s
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+                {
+                    return Err(bad);
+                }
+                let scheme = if scheme_s.eq_ignore_ascii_case(b"sip") {
+                    Scheme::Sip
+                } else if scheme_s.eq_ignore_ascii_case(b"sips") {
+                    Scheme::Sips
+                } else if scheme_s.eq_ignore_ascii_case(b"tel") {
+                    Scheme::Tel
+                } else {
+                    Scheme::Other
+                };
+                (scheme, rest)
+            }
         };
         if rest.is_empty() {
             return Err(bad);
@@ -97,18 +106,25 @@ impl<'a> Uri<'a> {
         // One pass over the rest: every byte must be allowed in some part of a SIP URI, and
         // the '@' are counted (a second one makes the userinfo/host split ambiguous: a PBX
         // may read either host).
-        let mut at = None;
-        let mut ats = 0;
-        for (i, &b) in rest.iter().enumerate() {
-            if b == b'@' {
-                ats += 1;
-                at.get_or_insert(i);
-            } else if !chars::uri_part(b) {
+        let at = rest.iter().position(|&b| !chars::uri_part(b));
+        if let Some(a) = at {
+            if rest[a] != b'@' {
                 return Err(bad);
             }
-        }
-        if ats > 1 {
-            return Err(ParseError::BadHost(part));
+            match rest[a + 1..].iter().position(|&b| !chars::uri_part(b)) {
+                None => {}
+                Some(o) if rest[a + 1 + o] == b'@' => {
+                    // A bad byte after a second '@' is still a bad URI, as before.
+                    if rest[a + 2 + o..]
+                        .iter()
+                        .any(|&b| b != b'@' && !chars::uri_part(b))
+                    {
+                        return Err(bad);
+                    }
+                    return Err(ParseError::BadHost(part));
+                }
+                Some(_) => return Err(bad),
+            }
         }
         let (user, hostpart) = match at {
             None => (None, rest),
@@ -160,25 +176,19 @@ fn parse_host(s: &[u8]) -> Option<(Host<'_>, usize)> {
         let v6: Ipv6Addr = inner.parse().ok()?;
         return Some((Host::V6(v6), close + 1));
     }
-    // One scan: the name's extent, no empty label, and whether it is all digits and dots.
-    let mut i = 0;
-    let mut prev = b'.';
-    let mut numeric = true;
-    while i < s.len() && chars::host(s[i]) {
-        let b = s[i];
-        if b == b'.' && prev == b'.' {
-            return None;
-        }
-        numeric &= b.is_ascii_digit() || b == b'.';
-        prev = b;
-        i += 1;
-    }
+    // The name's extent in one table scan; then its shape: no empty label (a leading dot or
+    // two in a row), no leading '-', and all digits and dots means an IPv4 address.
+    let i = s.iter().position(|&b| !chars::host(b)).unwrap_or(s.len());
     let name = &s[..i];
-    if name.is_empty() || name[0] == b'-' {
+    match name.first() {
+        None | Some(b'-' | b'.') => return None,
+        Some(_) => {}
+    }
+    if name.windows(2).any(|w| w == b"..") {
         return None;
     }
-    if numeric {
-        // All digits and dots: an IPv4 address or nothing (no top label is all digits).
+    if name.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+        // No top label is all digits: an IPv4 address or nothing.
         return Some((Host::V4(ipv4(name)?), i));
     }
     Some((Host::Name(name), i))
