@@ -1,22 +1,53 @@
-//! A fixed parse loop for `valgrind --tool=callgrind` (instruction counts are repeatable on a
-//! noisy machine, unlike time): `cargo build --release --example callgrind_parse`.
+//! Fixed loops for `valgrind --tool=callgrind` (instruction counts are repeatable on a noisy
+//! machine, unlike time): `cargo build --release --example callgrind_parse`, then
+//! `callgrind_parse [N] [parse|decide]`: the REGISTER parsed N times, or judged N times as a
+//! packet from 1024 phones 1 ms apart (as `benches/engine.rs` does).
 
 #[path = "../benches/common/messages.rs"]
 mod messages;
 
+use sipwall::engine::{Direction, Engine, Shared};
+use sipwall::net::{IpView, Packet};
+use std::sync::Arc;
+
 fn main() {
     let (_, msg) = messages::messages().swap_remove(0);
-    let n: usize = std::env::args()
-        .nth(1)
-        .map_or(100_000, |s| s.parse().unwrap());
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().map_or(100_000, |s| s.parse().unwrap());
     let mut t = 0;
-    for _ in 0..n {
-        let m = sipwall::sip::parse(
-            std::hint::black_box(msg.as_bytes()),
-            sipwall::sip::Framing::Datagram,
-        )
-        .unwrap();
-        t += m.len;
+    if args.next().as_deref() == Some("decide") {
+        let mut c = sipwall::config::Config::default();
+        c.sip.domains = vec![messages::D.into()];
+        let mut e = Engine::new(Arc::new(c.compile().unwrap()), Arc::new(Shared::new()));
+        let ips: Vec<Vec<u8>> = (0..1024u16)
+            .map(|s| {
+                let [hi, lo] = s.to_be_bytes();
+                let b =
+                    etherparse::PacketBuilder::ipv4([198, 18, 16 + hi, lo], [198, 18, 0, 2], 64)
+                        .udp(5060, 5060);
+                let mut v = Vec::new();
+                b.write(&mut v, msg.as_bytes()).unwrap();
+                v
+            })
+            .collect();
+        let mut now = 1_000_000_000u64;
+        for k in 0..n {
+            now += 1_000_000;
+            let IpView::Packet(p) = Packet::from_ip(std::hint::black_box(&ips[k % ips.len()]))
+            else {
+                unreachable!()
+            };
+            t += e.decide(&p, Direction::ToPbx, now).verdict as usize;
+        }
+    } else {
+        for _ in 0..n {
+            let m = sipwall::sip::parse(
+                std::hint::black_box(msg.as_bytes()),
+                sipwall::sip::Framing::Datagram,
+            )
+            .unwrap();
+            t += m.len;
+        }
     }
     println!("{t}");
 }

@@ -547,7 +547,7 @@ impl Policy {
     }
     #[inline]
     pub fn is_secret_domain(&self, host: &[u8]) -> bool {
-        self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+        self.domains.iter().any(|d| eq_host_fold(host, d))
     }
     #[inline]
     pub fn is_tls_port(&self, port: u16) -> bool {
@@ -586,9 +586,58 @@ impl Policy {
     }
 }
 
+/// `host` equals `domain` ignoring ASCII case, eight bytes a step. Setting bit 0x20 lowercases
+/// letters; among the bytes a parsed host or a configured domain can hold (letters, digits,
+/// '-', '.', '_': both are checked before they get here) it merges no two other bytes, so the
+/// comparison is exact.
+#[inline]
+fn eq_host_fold(host: &[u8], domain: &[u8]) -> bool {
+    if host.len() != domain.len() {
+        return false;
+    }
+    const LOW: u64 = 0x2020_2020_2020_2020;
+    let w = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes")) | LOW;
+    let (mut a, mut b) = (host.chunks_exact(8), domain.chunks_exact(8));
+    if !a.by_ref().zip(b.by_ref()).all(|(x, y)| w(x) == w(y)) {
+        return false;
+    }
+    a.remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(x, y)| x | 0x20 == y | 0x20)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_fold_agrees_with_ascii_case_comparison() {
+        let hosts = [
+            "sip.example.com",
+            "SIP.Example.COM",
+            "sip.example.con",
+            "sip-example.com",
+            "sip_example.com",
+            "sip.example.com.",
+            "a",
+            "A",
+            "",
+            "sip.example.co",
+            "1.2.3.4",
+            "sip.exa-ple.com",
+            "sip.example.coM",
+        ];
+        for h in hosts {
+            for d in ["sip.example.com", "a", "1.2.3.4", "sip-example.com"] {
+                assert_eq!(
+                    eq_host_fold(h.as_bytes(), d.as_bytes()),
+                    h.eq_ignore_ascii_case(d),
+                    "{h} {d}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn defaults_compile_and_example_file_loads() {

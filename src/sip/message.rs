@@ -206,7 +206,11 @@ impl<'a> Message<'a> {
     }
     /// `username` from the credentials, if any.
     pub fn auth_username(&self) -> Option<&'a [u8]> {
-        self.authorization.and_then(|v| auth_param(v, b"username"))
+        // The searcher is built once: building it costs more than the search.
+        static USERNAME: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"username"));
+        self.authorization
+            .and_then(|v| auth_param_with(v, &USERNAME))
     }
 }
 
@@ -675,9 +679,14 @@ fn parse_params(p: &[u8], bad: ParseError) -> Result<Option<&[u8]>, ParseError> 
 
 /// A `name=value` or `name="value"` parameter from a credentials header (for evidence only).
 pub fn auth_param<'a>(v: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    auth_param_with(v, &memchr::memmem::Finder::new(name))
+}
+
+fn auth_param_with<'a>(v: &'a [u8], finder: &memchr::memmem::Finder) -> Option<&'a [u8]> {
+    let name = finder.needle();
     let mut i = 0;
     while i + name.len() < v.len() {
-        let at = memchr::memmem::find(&v[i..], name)? + i;
+        let at = finder.find(&v[i..])? + i;
         let before_ok = at == 0 || matches!(v[at - 1], b' ' | b',' | b'\t');
         let mut j = chars::skip_lws(v, at + name.len());
         if before_ok && v.get(j) == Some(&b'=') {
