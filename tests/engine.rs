@@ -336,6 +336,43 @@ fn twelve_failures_in_a_day_ban_until_released_and_allowed_sources_are_never_ban
 }
 
 #[test]
+fn a_raise_to_a_longer_tier_counts_as_a_ban() {
+    // A guesser's burst: twelve REGISTERs reach the PBX before its first answer comes back.
+    let mut e = engine_with(
+        "[rate]\nregister = { per_second = 100, burst = 100 }\n[bans]\nenumeration_users = 0",
+    );
+    let src = "198.18.0.78:5060";
+    let auth = format!("Authorization: Digest username=\"200\", realm=\"x\", nonce=\"n\", uri=\"sip:{DOMAIN}\", response=\"r\"\r\n");
+    for n in 0..12u32 {
+        let reg = request_full(
+            "REGISTER",
+            DOMAIN,
+            DOMAIN,
+            DOMAIN,
+            "",
+            &format!("b{n}"),
+            n + 1,
+            &auth,
+        );
+        let d = e.decide(&udp(src, PBX, reg.as_bytes()), Direction::ToPbx, S);
+        assert_eq!(d.verdict, Verdict::Accept);
+    }
+    for n in 0..12u32 {
+        let r = response(401, "REGISTER", &format!("b{n}"), n + 1, "");
+        e.decide(
+            &udp(PBX, src, r.as_bytes()),
+            Direction::FromPbx,
+            S + u64::from(n),
+        );
+    }
+    // The second failure banned it for an hour (tier 1); the twelfth raised that to tier 2.
+    assert_eq!(e.counters().auth_failures, 12);
+    assert_eq!(e.counters().bans, 2);
+    let ban = e.shared().list().pop().expect("banned");
+    assert_eq!((ban.tier.as_str(), ban.until_ns), ("tier-2", None));
+}
+
+#[test]
 fn ipv6_sources_are_tracked_by_prefix() {
     let mut e = engine_with("[rate]\nregister = { per_second = 0.01, burst = 1 }");
     let d = DOMAIN;

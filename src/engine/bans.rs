@@ -41,6 +41,19 @@ pub struct Evidence {
     pub last_failure_ns: u64,
 }
 
+/// What [`Shared::escalate`] did with an earned ban.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The source was not banned: now it is.
+    New,
+    /// A shorter ban of a lower tier was in force: this one replaced it.
+    Raised,
+    /// The same tier again, later: its expiry moved on.
+    Extended,
+    /// A ban at least as long was in force: nothing changed.
+    Kept,
+}
+
 /// State every worker shares: bans, runtime allow/deny entries, failure histories. `version`
 /// moves on every change, so the daemon knows when to save state and update kernel sets.
 #[derive(Default)]
@@ -102,15 +115,14 @@ impl Shared {
         true
     }
 
-    /// Applies an earned ban unless a longer one is in force. True when the source was not
-    /// banned before.
-    pub fn escalate(&self, key: SourceKey, ban: Ban) -> bool {
+    /// Applies an earned ban unless one as long is in force.
+    pub fn escalate(&self, key: SourceKey, ban: Ban) -> Applied {
         use dashmap::mapref::entry::Entry as E;
-        let new = match self.bans.entry(key) {
+        let applied = match self.bans.entry(key) {
             E::Vacant(v) => {
                 v.insert(ban);
                 self.count.fetch_add(1, Ordering::Relaxed);
-                true
+                Applied::New
             }
             E::Occupied(mut o) => {
                 let longer = match (o.get().until_ns, ban.until_ns) {
@@ -119,14 +131,19 @@ impl Shared {
                     (Some(a), Some(b)) => b > a,
                 };
                 if !longer {
-                    return false;
+                    return Applied::Kept;
                 }
+                let raised = o.get().tier != ban.tier;
                 o.insert(ban);
-                false
+                if raised {
+                    Applied::Raised
+                } else {
+                    Applied::Extended
+                }
             }
         };
         self.changed();
-        new
+        applied
     }
 
     /// Sets a ban as given (an operator's), replacing any in force.

@@ -599,9 +599,13 @@ impl Engine {
         if let Some(ban) = self.shared.record_failure(failure, &self.policy) {
             let (source, tier, failures) =
                 (ban.source.clone(), ban.tier.clone(), ban.evidence.failures);
-            if self.shared.escalate(key, ban) {
+            // A raise to a longer tier is a ban too: counted, and logged as one (fail2ban's
+            // filter matches "banned"), with the tier that now holds.
+            let applied = self.shared.escalate(key, ban);
+            if matches!(applied, bans::Applied::New | bans::Applied::Raised) {
                 self.counters.bans += 1;
-                tracing::warn!(%source, %tier, failures, "banned");
+                let raised = applied == bans::Applied::Raised;
+                tracing::warn!(%source, %tier, failures, raised, "banned");
             }
         }
     }

@@ -159,6 +159,7 @@ pub struct Counters {
     /// Messages (not packets) judged.
     pub messages: u64,
     pub auth_failures: u64,
+    /// Bans placed: new ones and raises to a longer tier.
     pub bans: u64,
 }
 
