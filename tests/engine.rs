@@ -373,6 +373,47 @@ fn a_raise_to_a_longer_tier_counts_as_a_ban() {
 }
 
 #[test]
+fn replay_does_not_read_answers_to_requests_sipwall_drops() {
+    // svwar by IP: inline the PBX never sees the REGISTER, so its 404 must not be a failure.
+    let scan = |e: &mut sipwall::engine::Engine, n: u32| {
+        let call = format!("svwar-{n}");
+        let reg = request_full(
+            "REGISTER",
+            "198.18.0.2",
+            "198.18.0.2",
+            "198.18.0.2",
+            "",
+            &call,
+            1,
+            "",
+        );
+        let src = "198.18.0.99:5060";
+        let d = e.decide(&udp(src, PBX, reg.as_bytes()), Direction::ToPbx, S);
+        assert_eq!(d.reason, Reason::NoSecretDomain);
+        let answer = response(404, "REGISTER", &call, 1, "");
+        e.decide(&udp(PBX, src, answer.as_bytes()), Direction::FromPbx, S)
+            .reason
+    };
+    let mut replay = engine();
+    replay.skip_answers_to_dropped();
+    for n in 0..5 {
+        assert_eq!(scan(&mut replay, n), Reason::AnswerToDropped);
+    }
+    assert_eq!(replay.counters().auth_failures, 0);
+    assert_eq!(replay.counters().get(Reason::AnswerToDropped), 5);
+    assert_eq!(replay.shared().len(), 0);
+    // An accepted phone's failures still count.
+    fail_once(&mut replay, "198.18.0.5:5060", 1, "100", S);
+    assert_eq!(replay.counters().auth_failures, 1);
+    // Inline the engine reads every answer it gets (the option is replay's).
+    let mut inline = engine();
+    for n in 0..2 {
+        assert_eq!(scan(&mut inline, n), Reason::Observed);
+    }
+    assert_eq!(inline.counters().auth_failures, 2);
+}
+
+#[test]
 fn ipv6_sources_are_tracked_by_prefix() {
     let mut e = engine_with("[rate]\nregister = { per_second = 0.01, burst = 1 }");
     let d = DOMAIN;

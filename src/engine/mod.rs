@@ -90,7 +90,14 @@ pub struct Engine {
     tcp: TcpStreams,
     counters: Counters,
     last_maintenance: u64,
+    /// Replay only (see [`Engine::skip_answers_to_dropped`]): transaction keys of requests
+    /// dropped, whose answers the capture holds but an inline PBX would never have sent.
+    dropped_txns: Option<ahash::AHashSet<u64>>,
 }
+
+/// Dropped requests remembered for [`Engine::skip_answers_to_dropped`]; past it the memory
+/// starts again (a few answers may then be read as if inline).
+const MAX_DROPPED_TXNS: usize = 200_000;
 
 const MAINTENANCE_NS: u64 = 1_000_000_000;
 
@@ -118,6 +125,24 @@ impl Engine {
             last_maintenance: 0,
             policy,
             shared,
+            dropped_txns: None,
+        }
+    }
+
+    /// For replaying a capture taken without sipwall: the PBX answered requests that sipwall
+    /// drops. Those answers are not read (reason `answer-to-dropped`), so a scanner's 404s do
+    /// not count as failures inline would never see.
+    pub fn skip_answers_to_dropped(&mut self) {
+        self.dropped_txns.get_or_insert_with(Default::default);
+    }
+
+    /// Remembers a dropped request (replay only).
+    fn note_dropped(&mut self, m: &Message) {
+        if let (Some(set), StartLine::Request { .. }) = (&mut self.dropped_txns, m.start) {
+            if set.len() >= MAX_DROPPED_TXNS {
+                set.clear();
+            }
+            set.insert(self.tables.txn_key(m));
         }
     }
 
@@ -177,8 +202,7 @@ impl Engine {
         }
         let d = match dir {
             Direction::FromPbx => {
-                self.observe_inner(pkt, now, sink);
-                Decision::new(Verdict::Observe, Reason::Observed)
+                Decision::new(Verdict::Observe, self.observe_inner(pkt, now, sink))
             }
             Direction::ToPbx => self.judge_to_pbx(pkt, now, sink),
         };
@@ -209,7 +233,14 @@ impl Engine {
     fn judge_to_pbx(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) -> Decision {
         let src = match self.source(pkt.src.ip(), now) {
             Ok(src) => src,
-            Err(d) => return d,
+            Err(d) => {
+                if self.dropped_txns.is_some() && pkt.transport == Transport::Udp {
+                    if let Ok(m) = sip::parse(pkt.payload, Framing::Datagram) {
+                        self.note_dropped(&m);
+                    }
+                }
+                return d;
+            }
         };
         match (pkt.transport, pkt.tcp) {
             (Transport::Tcp, Some(meta)) => {
@@ -403,6 +434,9 @@ impl Engine {
             StartLine::Response { .. } => self.judge_response(m, src),
             StartLine::Request { method, .. } => self.judge_request(m, method, src, now),
         };
+        if decision.verdict == Verdict::Drop {
+            self.note_dropped(m);
+        }
         Judged { what, decision }
     }
 
@@ -483,10 +517,12 @@ impl Engine {
         Decision::accept(reason)
     }
 
-    fn observe_inner(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) {
+    /// Reads a packet the PBX sent; its reason is `answer-to-dropped` when that is what its
+    /// (UDP) message was, else `observed`.
+    fn observe_inner(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) -> Reason {
         if self.policy.is_tls_port(pkt.src.port()) {
             // The PBX's side of a TLS connection: nothing to read.
-            return;
+            return Reason::Observed;
         }
         match (pkt.transport, pkt.tcp) {
             (Transport::Tcp, Some(meta)) => {
@@ -495,7 +531,7 @@ impl Engine {
                     dst: pkt.dst,
                 };
                 if self.tcp.push(fk, meta, pkt.payload, now) != Push::Data {
-                    return;
+                    return Reason::Observed;
                 }
                 let lent = self.tcp.take(&fk);
                 let mut off = 0;
@@ -525,12 +561,12 @@ impl Engine {
                 let mut lent = lent;
                 lent.resync = resync;
                 self.tcp.give_back(&fk, lent, off, false);
+                Reason::Observed
             }
-            _ => {
-                if let Ok(m) = sip::parse(pkt.payload, Framing::Datagram) {
-                    self.observe_message(&m, pkt.dst.ip(), now, sink);
-                }
-            }
+            _ => match sip::parse(pkt.payload, Framing::Datagram) {
+                Ok(m) => self.observe_message(&m, pkt.dst.ip(), now, sink),
+                Err(_) => Reason::Observed,
+            },
         }
     }
 
@@ -540,8 +576,21 @@ impl Engine {
         peer: IpAddr,
         now: u64,
         sink: &mut dyn FnMut(&Outcome),
-    ) {
+    ) -> Reason {
         self.counters.messages += 1;
+        if let (Some(set), StartLine::Response { status, .. }) = (&mut self.dropped_txns, m.start) {
+            let k = self.tables.txn_key(m);
+            if set.contains(&k) {
+                if status >= 200 {
+                    set.remove(&k);
+                }
+                sink(&Outcome {
+                    what: what_of(m),
+                    decision: Decision::new(Verdict::Observe, Reason::AnswerToDropped),
+                });
+                return Reason::AnswerToDropped;
+            }
+        }
         sink(&Outcome {
             what: what_of(m),
             decision: Decision::new(Verdict::Observe, Reason::Observed),
@@ -571,6 +620,7 @@ impl Engine {
                 }
             }
         }
+        Reason::Observed
     }
 
     /// A failure read on the wire: counted, remembered, and a ban when a tier is reached.

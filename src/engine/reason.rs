@@ -92,6 +92,9 @@ reasons! {
     TlsFlow = "tls-flow",
     /// Traffic the PBX sends.
     Observed = "observed",
+    /// Replay only: the PBX's answer to a request sipwall drops. Inline the PBX never gets the
+    /// request, so the answer would not exist: it is not read (no failure, no ban from it).
+    AnswerToDropped = "answer-to-dropped",
     /// Not to or from a SIP port of the PBX (replay only: inline it is never queued).
     NotInspected = "not-inspected",
 }

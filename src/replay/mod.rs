@@ -165,6 +165,8 @@ pub struct Summary {
 }
 
 /// Runs every frame of `cap` through `engine`; `line` gets each verdict line when given.
+/// The capture was taken without sipwall: the PBX's answers to requests sipwall drops are not
+/// read (`answer-to-dropped`), as inline they would never be sent.
 pub fn run(
     engine: &mut Engine,
     sides: &Sides,
@@ -172,6 +174,7 @@ pub fn run(
     mut line: Option<&mut dyn FnMut(&VerdictLine)>,
     mut progress: impl FnMut(usize),
 ) -> Summary {
+    engine.skip_answers_to_dropped();
     let mut defrag = Defragmenter::new(engine.policy().config.limits.max_fragments, 30_000_000_000);
     let mut reassembled = 0;
     let started = std::time::Instant::now();
