@@ -1,7 +1,7 @@
 //! Fixed loops for `valgrind --tool=callgrind` (instruction counts are repeatable on a noisy
 //! machine, unlike time): `cargo build --release --example callgrind_parse`, then
-//! `callgrind_parse [N] [parse|decide]`: the REGISTER parsed N times, or judged N times as a
-//! packet from 1024 phones 1 ms apart (as `benches/engine.rs` does).
+//! `callgrind_parse [N] [parse|decide] [register|invite_sdp|scanner_options]`: a message parsed
+//! N times, or judged N times as a packet from 1024 phones 1 ms apart (as `benches/engine.rs`).
 
 #[path = "../benches/common/messages.rs"]
 mod messages;
@@ -11,11 +11,16 @@ use sipwall::net::{IpView, Packet};
 use std::sync::Arc;
 
 fn main() {
-    let (_, msg) = messages::messages().swap_remove(0);
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(100_000, |s| s.parse().unwrap());
+    let mode = args.next();
+    let name = args.next().unwrap_or_else(|| "register".into());
+    let (_, msg) = messages::messages()
+        .into_iter()
+        .find(|(m, _)| *m == name)
+        .expect("register, invite_sdp or scanner_options");
     let mut t = 0;
-    if args.next().as_deref() == Some("decide") {
+    if mode.as_deref() == Some("decide") {
         let mut c = sipwall::config::Config::default();
         c.sip.domains = vec![messages::D.into()];
         let mut e = Engine::new(Arc::new(c.compile().unwrap()), Arc::new(Shared::new()));
