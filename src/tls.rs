@@ -1,19 +1,28 @@
 //! The SNI of a TLS ClientHello (SIP over TLS, port 5061): a client that does not name a
 //! secret domain never gets a handshake. The ClientHello may span TCP segments (modern ones
-//! with large key shares often do); the caller reassembles and asks again. rusticata's
-//! tls-parser reads the record and extensions.
+//! with large key shares often do): the caller reassembles and asks again. It may also span
+//! TLS records (RFC 8446 §5.1 lets a handshake message be fragmented; some clients do): the
+//! fragments are joined in a scratch buffer. rusticata's tls-parser reads the ClientHello and
+//! its extensions.
 
 use tls_parser::{
-    parse_tls_client_hello_extensions, parse_tls_plaintext, SNIType, TlsExtension, TlsMessage,
-    TlsMessageHandshake,
+    parse_tls_client_hello_extensions, parse_tls_handshake_client_hello, SNIType, TlsExtension,
 };
 
-/// Largest first record accepted (a TLS record's payload is at most 2^14 + 2048 bytes).
-pub const MAX_RECORD: usize = 5 + (1 << 14) + 2048;
+/// Largest record payload (2^14 plaintext, plus the 2048 a TLS 1.2 record may add).
+const MAX_FRAGMENT: usize = (1 << 14) + 2048;
+/// Largest first record accepted.
+pub const MAX_RECORD: usize = 5 + MAX_FRAGMENT;
+/// Largest ClientHello accepted across records: far above any real one (a post-quantum key
+/// share makes about 2 KB), and what the TCP buffer bounds anyway.
+pub const MAX_HELLO: usize = 1 << 16;
+
+const HANDSHAKE: u8 = 0x16;
+const CLIENT_HELLO: u8 = 0x01;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hello<'a> {
-    /// More bytes are needed to read the first record.
+    /// More bytes are needed to read the ClientHello.
     Incomplete,
     /// The server name the client asks for.
     Sni(&'a [u8]),
@@ -21,50 +30,102 @@ pub enum Hello<'a> {
     NoSni,
     /// The stream does not start with a TLS handshake record.
     NotTls,
-    /// A handshake record that is not a readable ClientHello.
+    /// Handshake records that do not hold a readable ClientHello.
     BadHello,
 }
 
-/// Reads the first TLS record of a client's stream.
-pub fn client_hello(buf: &[u8]) -> Hello<'_> {
+/// Reads the ClientHello at the start of a client's stream. `scratch` holds the handshake
+/// message when it spans records (reused: no allocation once it has grown).
+pub fn client_hello<'a>(buf: &'a [u8], scratch: &'a mut Vec<u8>) -> Hello<'a> {
     match buf.first() {
         None => return Hello::Incomplete,
-        Some(0x16) => {}
+        Some(&HANDSHAKE) => {}
         Some(_) => return Hello::NotTls,
     }
-    if buf.len() < 5 {
-        return Hello::Incomplete;
-    }
-    let len = usize::from(u16::from_be_bytes([buf[3], buf[4]]));
-    if 5 + len > MAX_RECORD {
-        return Hello::BadHello;
-    }
-    if buf.len() < 5 + len {
-        return Hello::Incomplete;
-    }
-    let Ok((_, record)) = parse_tls_plaintext(&buf[..5 + len]) else {
-        return Hello::BadHello;
-    };
-    for msg in &record.msg {
-        if let TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)) = msg {
-            let Some(ext) = ch.ext else {
-                return Hello::NoSni;
-            };
-            let Ok((_, exts)) = parse_tls_client_hello_extensions(ext) else {
-                return Hello::BadHello;
-            };
-            for e in exts {
-                if let TlsExtension::SNI(names) = e {
-                    return match names.iter().find(|(t, _)| *t == SNIType::HostName) {
-                        Some((_, name)) => Hello::Sni(name),
-                        None => Hello::NoSni,
-                    };
-                }
+    // The common case: the whole handshake message in the first record, read in place.
+    if let Some(frag) = record(buf, 0) {
+        let Some(frag) = frag else {
+            return Hello::Incomplete;
+        };
+        if let Some(need) = message_len(frag) {
+            if need <= frag.len() {
+                return hello(&frag[..need]);
             }
-            return Hello::NoSni;
         }
     }
-    Hello::BadHello
+    // Fragments of one handshake message in consecutive handshake records.
+    scratch.clear();
+    let mut at = 0;
+    loop {
+        match record(buf, at) {
+            None => return Hello::BadHello,
+            Some(None) => return Hello::Incomplete,
+            Some(Some(frag)) => {
+                if buf[at] != HANDSHAKE || frag.is_empty() {
+                    return Hello::BadHello;
+                }
+                scratch.extend_from_slice(frag);
+                at += 5 + frag.len();
+            }
+        }
+        if let Some(need) = message_len(scratch) {
+            if need > MAX_HELLO {
+                return Hello::BadHello;
+            }
+            if need <= scratch.len() {
+                return hello(&scratch[..need]);
+            }
+        } else if scratch.len() >= 4 {
+            return Hello::BadHello;
+        }
+    }
+}
+
+/// The payload of the record at `at`: `None` for a bad record, `Some(None)` when not all of it
+/// is here yet.
+fn record(buf: &[u8], at: usize) -> Option<Option<&[u8]>> {
+    let Some(h) = buf.get(at..at + 5) else {
+        return Some(None);
+    };
+    let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+    if len > MAX_FRAGMENT {
+        return None;
+    }
+    Some(buf.get(at + 5..at + 5 + len))
+}
+
+/// The length of the handshake message starting `hs` (header included), if it is a ClientHello
+/// and its header is here; `None` when the header is incomplete or not a ClientHello (callers
+/// tell the two apart by length).
+fn message_len(hs: &[u8]) -> Option<usize> {
+    match hs {
+        [CLIENT_HELLO, a, b, c, ..] => {
+            Some(4 + (usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c)))
+        }
+        _ => None,
+    }
+}
+
+/// The server name of one whole ClientHello handshake message.
+fn hello(msg: &[u8]) -> Hello<'_> {
+    let Ok((_, ch)) = parse_tls_handshake_client_hello(&msg[4..]) else {
+        return Hello::BadHello;
+    };
+    let Some(ext) = ch.ext else {
+        return Hello::NoSni;
+    };
+    let Ok((_, exts)) = parse_tls_client_hello_extensions(ext) else {
+        return Hello::BadHello;
+    };
+    for e in exts {
+        if let TlsExtension::SNI(names) = e {
+            return match names.iter().find(|(t, _)| *t == SNIType::HostName) {
+                Some((_, name)) => Hello::Sni(name),
+                None => Hello::NoSni,
+            };
+        }
+    }
+    Hello::NoSni
 }
 
 #[cfg(test)]
@@ -108,15 +169,66 @@ pub(crate) mod tests {
 
     #[test]
     fn reads_sni_and_waits_for_the_rest() {
+        let mut s = Vec::new();
         let h = client_hello_bytes(Some("sip.example.com"), 1500);
-        assert_eq!(client_hello(&h), Hello::Sni(b"sip.example.com"));
+        assert_eq!(client_hello(&h, &mut s), Hello::Sni(b"sip.example.com"));
         for cut in [0, 3, 5, 100, h.len() - 1] {
-            assert_eq!(client_hello(&h[..cut]), Hello::Incomplete, "cut at {cut}");
+            assert_eq!(
+                client_hello(&h[..cut], &mut s),
+                Hello::Incomplete,
+                "cut at {cut}"
+            );
         }
-        assert_eq!(client_hello(&client_hello_bytes(None, 0)), Hello::NoSni);
-        assert_eq!(client_hello(b"REGISTER sip:x SIP/2.0\r\n"), Hello::NotTls);
+        assert_eq!(
+            client_hello(&client_hello_bytes(None, 0), &mut s),
+            Hello::NoSni
+        );
+        assert_eq!(
+            client_hello(b"REGISTER sip:x SIP/2.0\r\n", &mut s),
+            Hello::NotTls
+        );
         let mut bad = h.clone();
         bad[5] = 0x02; // a ServerHello where a ClientHello belongs
-        assert_ne!(client_hello(&bad), Hello::Sni(b"sip.example.com"));
+        assert_ne!(client_hello(&bad, &mut s), Hello::Sni(b"sip.example.com"));
+    }
+
+    /// The handshake message of `rec` (one record) cut into records of `size` bytes.
+    pub fn split_into_records(rec: &[u8], size: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for frag in rec[5..].chunks(size) {
+            out.extend_from_slice(&rec[..3]);
+            out.extend_from_slice(&(frag.len() as u16).to_be_bytes());
+            out.extend_from_slice(frag);
+        }
+        out
+    }
+
+    #[test]
+    fn a_client_hello_spread_over_records_is_joined() {
+        let mut s = Vec::new();
+        let one = client_hello_bytes(Some("sip.example.com"), 900);
+        // Three records; records of 2 and 1 bytes cut the handshake header itself.
+        for size in [400, 2, 1] {
+            let h = split_into_records(&one, size);
+            assert_eq!(
+                client_hello(&h, &mut s),
+                Hello::Sni(b"sip.example.com"),
+                "{size}"
+            );
+            for cut in [3, 5, 7, 9, 500, h.len() - 1] {
+                assert_eq!(
+                    client_hello(&h[..cut], &mut s),
+                    Hello::Incomplete,
+                    "{size} {cut}"
+                );
+            }
+        }
+        // A record of another type in the middle, or more than MAX_HELLO claimed: no hello.
+        let mut h = split_into_records(&one, 400);
+        h[405] = 0x17;
+        assert_eq!(client_hello(&h, &mut s), Hello::BadHello);
+        let mut huge = split_into_records(&one, 400);
+        huge[6..9].copy_from_slice(&[0x02, 0x00, 0x00]); // 128 KiB
+        assert_eq!(client_hello(&huge, &mut s), Hello::BadHello);
     }
 }

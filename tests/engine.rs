@@ -689,6 +689,30 @@ fn tls_needs_the_secret_domain_as_sni_across_segments() {
     assert_eq!((r.verdict, r.reason), (Verdict::Accept, Reason::NoSni));
 }
 
+#[test]
+fn a_client_hello_in_several_records_and_segments_is_read() {
+    // RFC 8446 §5.1: a handshake message may be fragmented over records.
+    let one = client_hello(Some(DOMAIN));
+    let mut split = Vec::new();
+    for frag in one[5..].chunks(700) {
+        split.extend_from_slice(&one[..3]);
+        split.extend_from_slice(&(frag.len() as u16).to_be_bytes());
+        split.extend_from_slice(frag);
+    }
+    let mut e = engine();
+    let (src, tls) = ("198.18.0.1:43000", "198.18.0.2:5061");
+    e.decide(&tcp(src, tls, 0, true, b""), Direction::ToPbx, S);
+    let (a, b) = split.split_at(1000);
+    let r = e.decide(&tcp(src, tls, 1, false, a), Direction::ToPbx, S);
+    assert_eq!(r.reason, Reason::TcpPartial);
+    let r = e.decide(
+        &tcp(src, tls, 1 + a.len() as u32, false, b),
+        Direction::ToPbx,
+        S,
+    );
+    assert_eq!((r.verdict, r.reason), (Verdict::Accept, Reason::SecretSni));
+}
+
 /// A reload keeps the sources' token buckets unless the limits changed: SIGHUP in a flood
 /// hands no source a fresh burst.
 #[test]

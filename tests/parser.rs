@@ -174,7 +174,7 @@ fn fuzz_corpora_replay() {
                 3,
             );
             let _ = sipwall::net::Packet::from_ip(&bytes);
-            let _ = sipwall::tls::client_hello(&bytes);
+            let _ = sipwall::tls::client_hello(&bytes, &mut Vec::new());
             if let Ok(s) = std::str::from_utf8(&bytes) {
                 let _ = sipwall::config::Config::from_toml(s, "fuzz").map(|c| c.compile());
             }

@@ -93,6 +93,8 @@ pub struct Engine {
     /// Replay only (see [`Engine::skip_answers_to_dropped`]): transaction keys of requests
     /// dropped, whose answers the capture holds but an inline PBX would never have sent.
     dropped_txns: Option<ahash::AHashSet<u64>>,
+    /// A ClientHello spread over TLS records, joined.
+    tls_scratch: Vec<u8>,
 }
 
 /// Dropped requests remembered for [`Engine::skip_answers_to_dropped`]; past it the memory
@@ -126,6 +128,7 @@ impl Engine {
             policy,
             shared,
             dropped_txns: None,
+            tls_scratch: Vec::new(),
         }
     }
 
@@ -349,7 +352,7 @@ impl Engine {
             self.tcp.pass(&fk);
             return Decision::accept(Reason::TlsFlow);
         }
-        let d = match crate::tls::client_hello(&lent.buf) {
+        let d = match crate::tls::client_hello(&lent.buf, &mut self.tls_scratch) {
             crate::tls::Hello::Incomplete => {
                 self.tcp.give_back(&fk, lent, 0, false);
                 return Decision::accept(Reason::TcpPartial);
