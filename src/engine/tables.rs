@@ -48,7 +48,11 @@ const PBX_INVITE_LIFETIME_NS: u64 = 200_000_000_000;
 pub struct Tables {
     hasher: RandomState,
     dialogs: AHashMap<u64, u64>,
-    txns: AHashMap<u64, Txn>,
+    /// Transaction key → its slot in `slots`. The records (about 270 bytes each) stay put in
+    /// the slab: the map moves only 12-byte entries when it grows, and stays cache-sized.
+    txns: AHashMap<u64, u32>,
+    slots: Vec<Txn>,
+    free: Vec<u32>,
     pbx_requests: AHashMap<u64, u64>,
     max_dialogs: usize,
     max_txns: usize,
@@ -62,6 +66,8 @@ impl Tables {
             hasher: RandomState::new(),
             dialogs: AHashMap::new(),
             txns: AHashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             pbx_requests: AHashMap::new(),
             max_dialogs,
             max_txns,
@@ -110,16 +116,32 @@ impl Tables {
             return;
         }
         t.expires = now + TXN_LIFETIME_NS;
-        self.txns.insert(k, t);
+        if let Some(&i) = self.txns.get(&k) {
+            self.slots[i as usize] = t;
+            return;
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = t;
+                i
+            }
+            None => {
+                self.slots.push(t);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.txns.insert(k, i);
     }
 
     /// The transaction with key `k` (see [`Tables::txn_key`]), if remembered.
     pub fn txn(&self, k: u64) -> Option<&Txn> {
-        self.txns.get(&k)
+        self.txns.get(&k).map(|&i| &self.slots[i as usize])
     }
 
     pub fn forget_txn(&mut self, k: u64) {
-        self.txns.remove(&k);
+        if let Some(i) = self.txns.remove(&k) {
+            self.free.push(i);
+        }
     }
 
     pub fn note_pbx_request(&mut self, m: &Message, now: u64) {
@@ -145,7 +167,68 @@ impl Tables {
         let idle = self.dialog_idle;
         self.dialogs
             .retain(|_, seen| now.saturating_sub(*seen) <= idle);
-        self.txns.retain(|_, t| t.expires > now);
+        let (slots, free) = (&self.slots, &mut self.free);
+        self.txns.retain(|_, &mut i| {
+            let live = slots[i as usize].expires > now;
+            if !live {
+                free.push(i);
+            }
+            live
+        });
         self.pbx_requests.retain(|_, e| *e > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(call: &str) -> String {
+        format!(
+            "REGISTER sip:a.example SIP/2.0\r\nFrom: <sip:1@a.example>;tag=x\r\nTo: <sip:1@a.example>\r\n\
+             Call-ID: {call}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn txn(user: &str) -> Txn {
+        Txn {
+            key: 7,
+            ip: "198.18.0.1".parse().unwrap(),
+            had_auth: true,
+            user: Inline::new(user.as_bytes()),
+            line: Inline::new(b"REGISTER sip:a.example SIP/2.0"),
+            expires: 0,
+        }
+    }
+
+    #[test]
+    fn transaction_slots_are_reused_and_bounded() {
+        let mut t = Tables::new(10, 3, 1);
+        let texts: Vec<String> = (0..5).map(|i| msg(&format!("c{i}"))).collect();
+        let m: Vec<Message> = texts
+            .iter()
+            .map(|s| crate::sip::parse(s.as_bytes(), crate::sip::Framing::Datagram).unwrap())
+            .collect();
+        for (i, m) in m.iter().enumerate().take(3) {
+            t.note_txn(m, txn(&format!("u{i}")), 0);
+        }
+        // Full: a fourth is refused; the same key again replaces in place.
+        t.note_txn(&m[3], txn("u3"), 0);
+        assert_eq!((t.txns.len(), t.refused), (3, 1));
+        t.note_txn(&m[0], txn("again"), 0);
+        assert_eq!(t.txn(t.txn_key(&m[0])).unwrap().user.as_bytes(), b"again");
+        // A forgotten transaction's slot serves the next one.
+        t.forget_txn(t.txn_key(&m[1]));
+        t.note_txn(&m[4], txn("u4"), 0);
+        assert_eq!(t.slots.len(), 3);
+        assert_eq!(t.txn(t.txn_key(&m[4])).unwrap().user.as_bytes(), b"u4");
+        assert!(t.txn(t.txn_key(&m[1])).is_none());
+        // Expiry frees every slot; the slab does not grow past the cap.
+        t.expire(TXN_LIFETIME_NS + 1);
+        assert_eq!((t.txns.len(), t.free.len()), (0, 3));
+        for m in &m[..3] {
+            t.note_txn(m, txn("later"), TXN_LIFETIME_NS + 2);
+        }
+        assert_eq!((t.slots.len(), t.free.len()), (3, 0));
     }
 }
