@@ -2,32 +2,13 @@
 //! messages side by side (the ratio is what matters on a noisy machine).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use sipwall::config::Config;
-use sipwall::engine::{Direction, Engine, Shared};
+use sipwall::engine::Direction;
 use sipwall::net::{IpView, Packet};
 use sipwall::sip::{self, Framing};
-use std::sync::Arc;
 
 #[path = "common/messages.rs"]
 mod messages;
-use messages::{messages, D};
-
-const SOURCES: u16 = 1024;
-
-fn engine() -> Engine {
-    let mut c = Config::default();
-    c.sip.domains = vec![D.into()];
-    Engine::new(Arc::new(c.compile().unwrap()), Arc::new(Shared::new()))
-}
-
-fn ip_packet(payload: &[u8], source: u16) -> Vec<u8> {
-    let [hi, lo] = source.to_be_bytes();
-    let b = etherparse::PacketBuilder::ipv4([198, 18, 16 + hi, lo], [198, 18, 0, 2], 64)
-        .udp(5060, 5060);
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    v
-}
+use messages::{engine, from_phones, messages};
 
 fn bench(c: &mut Criterion) {
     for (name, msg) in messages() {
@@ -48,7 +29,7 @@ fn bench(c: &mut Criterion) {
         // The same message from 1024 phones, 1 ms apart: each source sends one a second
         // (inside every rate limit), and the engine's once-a-second upkeep is paid as it is
         // in service, not on every packet.
-        let ips: Vec<Vec<u8>> = (0..SOURCES).map(|s| ip_packet(bytes, s)).collect();
+        let ips = from_phones(bytes);
         let want = {
             let IpView::Packet(p) = Packet::from_ip(&ips[0]) else {
                 unreachable!()

@@ -6,9 +6,8 @@
 #[path = "../benches/common/messages.rs"]
 mod messages;
 
-use sipwall::engine::{Direction, Engine, Shared};
+use sipwall::engine::Direction;
 use sipwall::net::{IpView, Packet};
-use std::sync::Arc;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -21,20 +20,8 @@ fn main() {
         .expect("register, invite_sdp or scanner_options");
     let mut t = 0;
     if mode.as_deref() == Some("decide") {
-        let mut c = sipwall::config::Config::default();
-        c.sip.domains = vec![messages::D.into()];
-        let mut e = Engine::new(Arc::new(c.compile().unwrap()), Arc::new(Shared::new()));
-        let ips: Vec<Vec<u8>> = (0..1024u16)
-            .map(|s| {
-                let [hi, lo] = s.to_be_bytes();
-                let b =
-                    etherparse::PacketBuilder::ipv4([198, 18, 16 + hi, lo], [198, 18, 0, 2], 64)
-                        .udp(5060, 5060);
-                let mut v = Vec::new();
-                b.write(&mut v, msg.as_bytes()).unwrap();
-                v
-            })
-            .collect();
+        let mut e = messages::engine();
+        let ips = messages::from_phones(msg.as_bytes());
         let mut now = 1_000_000_000u64;
         for k in 0..n {
             now += 1_000_000;

@@ -42,32 +42,26 @@ pub fn client_hello<'a>(buf: &'a [u8], scratch: &'a mut Vec<u8>) -> Hello<'a> {
         Some(&HANDSHAKE) => {}
         Some(_) => return Hello::NotTls,
     }
-    // The common case: the whole handshake message in the first record, read in place.
-    if let Some(frag) = record(buf, 0) {
-        let Some(frag) = frag else {
-            return Hello::Incomplete;
-        };
-        if let Some(need) = message_len(frag) {
-            if need <= frag.len() {
-                return hello(&frag[..need]);
-            }
-        }
-    }
-    // Fragments of one handshake message in consecutive handshake records.
+    // The fragments of one handshake message, in consecutive handshake records.
     scratch.clear();
     let mut at = 0;
     loop {
-        match record(buf, at) {
+        let frag = match record(buf, at) {
             None => return Hello::BadHello,
             Some(None) => return Hello::Incomplete,
-            Some(Some(frag)) => {
-                if buf[at] != HANDSHAKE || frag.is_empty() {
-                    return Hello::BadHello;
-                }
-                scratch.extend_from_slice(frag);
-                at += 5 + frag.len();
+            Some(Some(frag)) => frag,
+        };
+        if buf[at] != HANDSHAKE || frag.is_empty() {
+            return Hello::BadHello;
+        }
+        // The common case, the whole message in the first record, is read in place.
+        if at == 0 {
+            if let Some(need) = message_len(frag).filter(|&n| n <= frag.len()) {
+                return hello(&frag[..need]);
             }
         }
+        scratch.extend_from_slice(frag);
+        at += 5 + frag.len();
         if let Some(need) = message_len(scratch) {
             if need > MAX_HELLO {
                 return Hello::BadHello;

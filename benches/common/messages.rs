@@ -1,5 +1,6 @@
 //! Realistic messages for the benchmarks and the callgrind loop: a phone's REGISTER with
-//! credentials, an INVITE with SDP, a sipvicious OPTIONS probe.
+//! credentials, an INVITE with SDP, a sipvicious OPTIONS probe; and the engine and packets
+//! they are judged with.
 
 pub const D: &str = "sip.example.com";
 
@@ -31,4 +32,31 @@ pub fn messages() -> Vec<(&'static str, String)> {
         ("invite_sdp", invite),
         ("scanner_options", scanner),
     ]
+}
+
+/// Sources the decision is measured from: each sends once every `PHONES` packets.
+pub const PHONES: u16 = 1024;
+
+/// An engine with the default config and the benchmark's secret domain.
+pub fn engine() -> sipwall::engine::Engine {
+    let mut c = sipwall::config::Config::default();
+    c.sip.domains = vec![D.into()];
+    sipwall::engine::Engine::new(
+        std::sync::Arc::new(c.compile().unwrap()),
+        std::sync::Arc::new(sipwall::engine::Shared::new()),
+    )
+}
+
+/// `payload` in a UDP/IPv4 packet to the PBX from each of `PHONES` addresses.
+pub fn from_phones(payload: &[u8]) -> Vec<Vec<u8>> {
+    (0..PHONES)
+        .map(|s| {
+            let [hi, lo] = s.to_be_bytes();
+            let b = etherparse::PacketBuilder::ipv4([198, 18, 16 + hi, lo], [198, 18, 0, 2], 64)
+                .udp(5060, 5060);
+            let mut v = Vec::new();
+            b.write(&mut v, payload).unwrap();
+            v
+        })
+        .collect()
 }

@@ -581,47 +581,48 @@ impl Engine {
         sink: &mut dyn FnMut(&Outcome),
     ) -> Reason {
         self.counters.messages += 1;
-        if let (Some(set), StartLine::Response { status, .. }) = (&mut self.dropped_txns, m.start) {
-            let k = self.tables.txn_key(m);
-            if set.contains(&k) {
-                if status >= 200 {
-                    set.remove(&k);
-                }
-                sink(&Outcome {
-                    what: what_of(m),
-                    decision: Decision::new(Verdict::Observe, Reason::AnswerToDropped),
-                });
-                return Reason::AnswerToDropped;
-            }
-        }
-        sink(&Outcome {
-            what: what_of(m),
-            decision: Decision::new(Verdict::Observe, Reason::Observed),
-        });
-        match m.start {
+        let reason = match m.start {
             StartLine::Request { method, .. } => {
                 self.tables.note_pbx_request(m, now);
                 if method.creates_dialog() || m.to.tag.is_some() {
                     self.tables.note_dialog(m.call_id, now);
                 }
+                Reason::Observed
             }
-            StartLine::Response { status, .. } => {
-                let k = self.tables.txn_key(m);
-                let had_auth = self.tables.txn(k).is_some_and(|t| t.had_auth);
-                let failed = match status {
-                    401 | 407 | 403 if had_auth => !is_stale(m),
-                    403 | 404 => m.cseq.method == Method::Register,
-                    _ => false,
-                };
-                if failed {
-                    // Copied only here: most answers are not failures.
-                    let txn = self.tables.txn(k).copied();
-                    self.record_failure(m, txn.as_ref(), peer, now);
-                }
+            StartLine::Response { status, .. } => self.read_answer(m, status, peer, now),
+        };
+        sink(&Outcome {
+            what: what_of(m),
+            decision: Decision::new(Verdict::Observe, reason),
+        });
+        reason
+    }
+
+    /// A PBX answer: an authentication failure when it is one, and the end of its transaction
+    /// when final. In replay, an answer to a request sipwall dropped is not read.
+    fn read_answer(&mut self, m: &Message, status: u16, peer: IpAddr, now: u64) -> Reason {
+        let k = self.tables.txn_key(m);
+        if let Some(set) = &mut self.dropped_txns {
+            if set.contains(&k) {
                 if status >= 200 {
-                    self.tables.forget_txn(k);
+                    set.remove(&k);
                 }
+                return Reason::AnswerToDropped;
             }
+        }
+        let had_auth = self.tables.txn(k).is_some_and(|t| t.had_auth);
+        let failed = match status {
+            401 | 407 | 403 if had_auth => !is_stale(m),
+            403 | 404 => m.cseq.method == Method::Register,
+            _ => false,
+        };
+        if failed {
+            // Copied only here: most answers are not failures.
+            let txn = self.tables.txn(k).copied();
+            self.record_failure(m, txn.as_ref(), peer, now);
+        }
+        if status >= 200 {
+            self.tables.forget_txn(k);
         }
         Reason::Observed
     }

@@ -102,12 +102,15 @@ pub fn servers(requests: &[(IpAddr, IpAddr)]) -> Vec<IpAddr> {
         .filter(|(_, (_, from))| from.len() >= 2 || from.iter().any(|s| !recv.contains_key(s)))
         .map(|(ip, (n, _))| (*n, *ip))
         .collect();
+    let busiest_first = |&(n, ip): &(u64, IpAddr)| (std::cmp::Reverse(n), ip);
     if v.is_empty() {
-        v = recv.iter().map(|(ip, (n, _))| (*n, *ip)).collect();
-        v.sort_by_key(|&(n, ip)| (std::cmp::Reverse(n), ip));
-        v.truncate(1);
+        v.extend(
+            recv.iter()
+                .map(|(ip, (n, _))| (*n, *ip))
+                .min_by_key(busiest_first),
+        );
     }
-    v.sort_by_key(|&(n, ip)| (std::cmp::Reverse(n), ip));
+    v.sort_by_key(busiest_first);
     v.into_iter().map(|(_, ip)| ip).collect()
 }
 

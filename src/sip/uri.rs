@@ -103,27 +103,17 @@ impl<'a> Uri<'a> {
                 headers: &[],
             });
         }
-        // One pass over the rest: every byte must be allowed in some part of a SIP URI, and
-        // the '@' are counted (a second one makes the userinfo/host split ambiguous: a PBX
-        // may read either host).
+        // Every byte must be allowed in some part of a SIP URI, and a second '@' makes the
+        // userinfo/host split ambiguous (a PBX may read either host): the scan stops at the
+        // first byte that is not a URI part, which may only be the '@'.
         let at = rest.iter().position(|&b| !chars::uri_part(b));
         if let Some(a) = at {
-            if rest[a] != b'@' {
+            let tail = &rest[a + 1..];
+            if rest[a] != b'@' || tail.iter().any(|&b| b != b'@' && !chars::uri_part(b)) {
                 return Err(bad);
             }
-            match rest[a + 1..].iter().position(|&b| !chars::uri_part(b)) {
-                None => {}
-                Some(o) if rest[a + 1 + o] == b'@' => {
-                    // A bad byte after a second '@' is still a bad URI, as before.
-                    if rest[a + 2 + o..]
-                        .iter()
-                        .any(|&b| b != b'@' && !chars::uri_part(b))
-                    {
-                        return Err(bad);
-                    }
-                    return Err(ParseError::BadHost(part));
-                }
-                Some(_) => return Err(bad),
+            if tail.contains(&b'@') {
+                return Err(ParseError::BadHost(part));
             }
         }
         let (user, hostpart) = match at {

@@ -151,17 +151,8 @@ fn widen_netfilter_sockets(size: usize) {
         if opt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN) == Some(libc::AF_NETLINK)
             && opt(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Some(libc::NETLINK_NETFILTER)
         {
-            let v = size as libc::c_int;
-            // SAFETY: a plain setsockopt on a socket this process owns.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    (&v as *const i32).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+            // Best effort: without it the crate keeps its small buffer.
+            let _ = netlink::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size as i32);
         }
     }
 }

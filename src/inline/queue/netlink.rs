@@ -12,7 +12,7 @@
 
 use super::{Received, Verdict};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const NETLINK_NETFILTER: i32 = 12;
 const NFNL_SUBSYS_QUEUE: u16 = 3;
@@ -92,8 +92,8 @@ impl NetlinkQueue {
         }
         let size = rcvbuf as libc::c_int;
         // FORCE goes past rmem_max (we hold CAP_NET_ADMIN); plain RCVBUF as a fallback.
-        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
-            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size)?;
+        if setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
+            setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, size)?;
         }
         let tv = libc::timeval {
             tv_sec: (timeout_ms / 1000) as libc::time_t,
@@ -331,10 +331,12 @@ fn cmd(c: u8) -> [u8; 4] {
     [c, 0, 0, 0]
 }
 
-fn setsockopt(fd: &OwnedFd, level: i32, opt: i32, v: libc::c_int) -> io::Result<()> {
+/// An integer socket option.
+pub(super) fn setsockopt(fd: RawFd, level: i32, opt: i32, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: the option value is a c_int that outlives the call; a bad fd fails cleanly.
     if unsafe {
         libc::setsockopt(
-            fd.as_raw_fd(),
+            fd,
             level,
             opt,
             (&v as *const libc::c_int).cast(),
