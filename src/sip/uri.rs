@@ -108,11 +108,20 @@ impl<'a> Uri<'a> {
         // first byte that is not a URI part, which may only be the '@'.
         let at = rest.iter().position(|&b| !chars::uri_part(b));
         if let Some(a) = at {
-            let tail = &rest[a + 1..];
-            if rest[a] != b'@' || tail.iter().any(|&b| b != b'@' && !chars::uri_part(b)) {
+            if rest[a] != b'@' {
                 return Err(bad);
             }
-            if tail.contains(&b'@') {
+            // One scan of the host part too; only a second '@' may stop it (ambiguous), and a
+            // bad byte anywhere after still makes the whole a bad URI.
+            let tail = &rest[a + 1..];
+            if let Some(o) = tail.iter().position(|&b| !chars::uri_part(b)) {
+                if tail[o] != b'@'
+                    || tail[o + 1..]
+                        .iter()
+                        .any(|&b| b != b'@' && !chars::uri_part(b))
+                {
+                    return Err(bad);
+                }
                 return Err(ParseError::BadHost(part));
             }
         }
