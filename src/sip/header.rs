@@ -115,8 +115,8 @@ impl HeaderName {
 /// `name` (token characters) equals `lower` (lowercase) ignoring ASCII case, compared in
 /// (possibly overlapping) words. OR-ing 0x20 lowercases letters; among token characters it turns
 /// no other byte into a letter ('_' becomes DEL, the rest already have the bit): exact.
-#[inline]
-fn eq_lower_token(name: &[u8], lower: &[u8]) -> bool {
+#[inline(always)]
+pub(super) fn eq_lower_token(name: &[u8], lower: &[u8]) -> bool {
     let n = name.len();
     if n != lower.len() {
         return false;

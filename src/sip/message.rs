@@ -1,6 +1,6 @@
 //! One SIP message read in a single pass over borrowed bytes, with no allocation.
 
-use super::chars;
+use super::chars::{self, Class};
 use super::error::{ParseError, Part};
 use super::header::HeaderName;
 use super::uri::{Host, Uri};
@@ -275,8 +275,10 @@ impl<'a> HeaderIter<'a> {
         // field-name = token, optional whitespace, ':'
         let name_end = start + chars::token_run(&buf[start..]);
         let mut i = name_end;
-        while i < buf.len() && matches!(buf[i], b' ' | b'\t') {
-            i += 1;
+        if buf.get(i) != Some(&b':') {
+            while i < buf.len() && matches!(buf[i], b' ' | b'\t') {
+                i += 1;
+            }
         }
         if name_end == start || buf.get(i) != Some(&b':') {
             // A fold with nothing before it, a line without a colon, a bad name.
@@ -416,7 +418,7 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
     let to = parse_name_addr(to.ok_or(ParseError::MissingHeader(Part::To))?, Part::To)?;
     let call_id = call_id.ok_or(ParseError::MissingHeader(Part::CallId))?;
     // callid = word [ "@" word ]: no whitespace inside.
-    if call_id.is_empty() || call_id.iter().any(|&b| b <= 0x20 || b == 0x7f) {
+    if call_id.is_empty() || chars::run_of(Class::Word, call_id) < call_id.len() {
         return Err(ParseError::BadCallId);
     }
     let cseq = parse_cseq(cseq.ok_or(ParseError::MissingHeader(Part::CSeq))?)?;
@@ -459,7 +461,7 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
 #[inline(always)]
 fn read_by_parse(name: &[u8]) -> Option<HeaderName> {
     use HeaderName::*;
-    let kind = match name.len() {
+    let (kind, lower): (_, &[u8]) = match name.len() {
         1 => match name[0] | 0x20 {
             b'f' => return Some(From),
             b't' => return Some(To),
@@ -467,17 +469,17 @@ fn read_by_parse(name: &[u8]) -> Option<HeaderName> {
             b'l' => return Some(ContentLength),
             _ => return None,
         },
-        2 => To,
-        4 if name[0] | 0x20 == b'f' => From,
-        4 => CSeq,
-        7 => CallId,
-        10 => UserAgent,
-        13 => Authorization,
-        14 => ContentLength,
-        19 => ProxyAuthorization,
+        2 => (To, b"to"),
+        4 if name[0] | 0x20 == b'f' => (From, b"from"),
+        4 => (CSeq, b"cseq"),
+        7 => (CallId, b"call-id"),
+        10 => (UserAgent, b"user-agent"),
+        13 => (Authorization, b"authorization"),
+        14 => (ContentLength, b"content-length"),
+        19 => (ProxyAuthorization, b"proxy-authorization"),
         _ => return None,
     };
-    (HeaderName::from_bytes(name) == kind).then_some(kind)
+    super::header::eq_lower_token(name, lower).then_some(kind)
 }
 
 #[inline]
@@ -534,13 +536,24 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     }
     // Request-Line = Method SP Request-URI SP SIP-Version: decide "is it SIP at all" by the
     // version token at the end, then be strict about everything else.
+    // The version is a few bytes from the end: a backward loop finds its space sooner than
+    // memrchr's setup.
     let trimmed = chars::trim_lws(line);
-    let last_sp = memchr::memrchr(b' ', trimmed).ok_or(ParseError::NotSip)?;
+    let last_sp = trimmed
+        .iter()
+        .rposition(|&b| b == b' ')
+        .ok_or(ParseError::NotSip)?;
     if !is_sip_version(&trimmed[last_sp + 1..]) {
         return Err(ParseError::NotSip);
     }
     let first_sp = chars::find_byte(b' ', line).ok_or(ParseError::BadRequestLine)?;
-    let last_sp = memchr::memrchr(b' ', line).ok_or(ParseError::BadRequestLine)?;
+    let last_sp = if trimmed.len() == line.len() {
+        last_sp
+    } else {
+        line.iter()
+            .rposition(|&b| b == b' ')
+            .ok_or(ParseError::BadRequestLine)?
+    };
     if first_sp == last_sp {
         return Err(ParseError::BadRequestLine);
     }
@@ -551,11 +564,7 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
         return Err(ParseError::BadRequestLine);
     }
     check_version(version)?;
-    if uri.is_empty()
-        || uri
-            .iter()
-            .any(|&b| b <= 0x20 || b == b'<' || b == b'>' || b == 0x7f)
-    {
+    if uri.is_empty() || chars::run_of(Class::RequestUri, uri) < uri.len() {
         return Err(ParseError::BadRequestLine);
     }
     let uri = Uri::parse(uri, Part::RequestUri)?;
@@ -605,6 +614,7 @@ pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError>
         let q0 = i;
         i += 1;
         loop {
+            i = chars::run_of_from(Class::QdText, v, i);
             match v.get(i) {
                 None => return Err(bad),
                 Some(b'"') => break,
@@ -650,7 +660,15 @@ pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError>
         }
         after = i + end;
     }
-    let uri = Uri::parse(uri_raw, part)?;
+    let uri = Uri::parse(uri_raw, part).map_err(|e| {
+        // No URI with LWS in it parses; that the error names the name-addr is tested for
+        // only then (the check used to come first, and errors must stay as they were).
+        if chars::run_of(Class::NotLws, uri_raw) < uri_raw.len() {
+            bad
+        } else {
+            e
+        }
+    })?;
     let params = chars::trim_lws(&v[after..]);
     let tag = parse_params(params, bad)?;
     Ok(NameAddr {
@@ -661,11 +679,12 @@ pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError>
     })
 }
 
-/// `<uri>` starting at `lt`: the URI and the index after '>'. No LWS is allowed inside (RFC 4475 badaspec).
+/// `<uri>` starting at `lt`: the URI and the index after '>'. No LWS is allowed inside (RFC
+/// 4475 badaspec): no URI with LWS parses, and the caller names the error then.
 fn angle(v: &[u8], lt: usize, part: Part) -> Result<(&[u8], usize), ParseError> {
     let gt = chars::find_byte(b'>', &v[lt..]).ok_or(ParseError::BadNameAddr(part))? + lt;
     let u = &v[lt + 1..gt];
-    if u.is_empty() || u.iter().any(|&b| chars::lws(b)) {
+    if u.is_empty() {
         return Err(ParseError::BadNameAddr(part));
     }
     Ok((u, gt + 1))

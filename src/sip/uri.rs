@@ -1,6 +1,6 @@
 //! SIP, SIPS, tel and other URIs (RFC 3261 §19.1, §25.1; RFC 3966), borrowed from the message.
 
-use super::chars;
+use super::chars::{self, Class};
 use super::error::{ParseError, Part};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -105,18 +105,22 @@ impl<'a> Uri<'a> {
         }
         // Every byte must be allowed in some part of a SIP URI, and a second '@' makes the
         // userinfo/host split ambiguous (a PBX may read either host): the scan stops at the
-        // first byte that is not a URI part, which may only be the '@'.
-        let at = rest.iter().position(|&b| !chars::uri_part(b));
-        if let Some(a) = at {
-            if rest[a] != b'@' {
+        // first byte that is not a URI part, which may only be the '@'. Scans run over `raw`
+        // from an offset, so that a short part still takes one SIMD block.
+        let off = raw.len() - rest.len();
+        let a = chars::run_of_from(Class::UriPart, raw, off);
+        let hstart = if a == raw.len() {
+            off
+        } else {
+            if raw[a] != b'@' {
                 return Err(bad);
             }
             // One scan of the host part too; only a second '@' may stop it (ambiguous), and a
             // bad byte anywhere after still makes the whole a bad URI.
-            let tail = &rest[a + 1..];
-            if let Some(o) = tail.iter().position(|&b| !chars::uri_part(b)) {
-                if tail[o] != b'@'
-                    || tail[o + 1..]
+            let o = chars::run_of_from(Class::UriPart, raw, a + 1);
+            if o < raw.len() {
+                if raw[o] != b'@'
+                    || raw[o + 1..]
                         .iter()
                         .any(|&b| b != b'@' && !chars::uri_part(b))
                 {
@@ -124,13 +128,15 @@ impl<'a> Uri<'a> {
                 }
                 return Err(ParseError::BadHost(part));
             }
-        }
-        let (user, hostpart) = match at {
-            None => (None, rest),
-            Some(0) => return Err(bad),
-            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            if a == off {
+                return Err(bad);
+            }
+            a + 1
         };
-        let (host, mut i) = parse_host(hostpart).ok_or(ParseError::BadHost(part))?;
+        let user = (hstart > off).then(|| &raw[off..hstart - 1]);
+        let hostpart = &raw[hstart..];
+        let (host, end) = parse_host(raw, hstart).ok_or(ParseError::BadHost(part))?;
+        let mut i = end - hstart;
         let mut port = None;
         if hostpart.get(i) == Some(&b':') {
             let start = i + 1;
@@ -167,18 +173,19 @@ impl<'a> Uri<'a> {
     }
 }
 
-/// host = hostname / IPv4address / IPv6reference. Returns the host and where it ended.
-fn parse_host(s: &[u8]) -> Option<(Host<'_>, usize)> {
-    if s.first() == Some(&b'[') {
-        let close = memchr::memchr(b']', s)?;
-        let inner = std::str::from_utf8(&s[1..close]).ok()?;
+/// host = hostname / IPv4address / IPv6reference, starting at `s[start]` and running at
+/// most to the end of `s`. Returns the host and where it ended in `s`.
+fn parse_host(s: &[u8], start: usize) -> Option<(Host<'_>, usize)> {
+    if s.get(start) == Some(&b'[') {
+        let close = memchr::memchr(b']', &s[start..])? + start;
+        let inner = std::str::from_utf8(&s[start + 1..close]).ok()?;
         let v6: Ipv6Addr = inner.parse().ok()?;
         return Some((Host::V6(v6), close + 1));
     }
-    // The name's extent in one table scan; then its shape: no empty label (a leading dot or
+    // The name's extent in one class scan; then its shape: no empty label (a leading dot or
     // two in a row), no leading '-', and all digits and dots means an IPv4 address.
-    let i = s.iter().position(|&b| !chars::host(b)).unwrap_or(s.len());
-    let name = &s[..i];
+    let i = chars::run_of_from(Class::Host, s, start);
+    let name = &s[start..i];
     match name.first() {
         None | Some(b'-' | b'.') => return None,
         Some(_) => {}
