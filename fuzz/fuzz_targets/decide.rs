@@ -8,7 +8,19 @@ mod shared;
 
 fuzz_target!(|data: &[u8]| {
     let mut e = Engine::new(shared::policy(65_535), Arc::new(Shared::new()));
-    if let IpView::Packet(p) = Packet::from_ip(data) {
+    let ip = Packet::from_ip(data);
+    // The IPv4/UDP fast path reads what etherparse reads.
+    match (&ip, Packet::from_ip_sliced(data)) {
+        (IpView::Packet(a), IpView::Packet(b)) => {
+            assert_eq!((a.src, a.dst, a.transport, a.tcp), (b.src, b.dst, b.transport, b.tcp));
+            assert!(std::ptr::eq(a.payload, b.payload));
+        }
+        (IpView::Fragment { .. }, IpView::Fragment { .. })
+        | (IpView::OtherProtocol { .. }, IpView::OtherProtocol { .. })
+        | (IpView::Invalid, IpView::Invalid) => {}
+        (a, b) => panic!("fast path {a:?}, etherparse {b:?}"),
+    }
+    if let IpView::Packet(p) = ip {
         e.decide(&p, Direction::ToPbx, 1);
         e.decide(&p, Direction::FromPbx, 2);
     }

@@ -58,10 +58,42 @@ impl<'a> Packet<'a> {
     /// Reads an IPv4 or IPv6 packet (the bytes NFQUEUE hands over).
     #[inline]
     pub fn from_ip(bytes: &'a [u8]) -> IpView<'a> {
-        if let Some(p) = udp4(bytes) {
+        if let Some(p) = Self::from_udp4(bytes) {
             return IpView::Packet(p);
         }
         Self::from_ip_sliced(bytes)
+    }
+
+    /// The common case read directly: an IPv4 header without options, not a fragment,
+    /// carrying a UDP datagram whose lengths agree. etherparse's general slicing cost ~650
+    /// instructions a packet, as much as the rest of the engine's own work; anything else
+    /// (options, fragments, IPv6, TCP, odd lengths) returns `None` for etherparse, whose
+    /// reading this matches exactly (tested, and checked in the decide fuzz target).
+    #[inline]
+    pub fn from_udp4(b: &'a [u8]) -> Option<Packet<'a>> {
+        let be16 = |at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+        if b.len() < 28 || b[0] != 0x45 || b[9] != 17 || be16(6) & 0x3fff != 0 {
+            return None;
+        }
+        let total = usize::from(be16(2));
+        if total < 28 || total > b.len() {
+            return None;
+        }
+        // etherparse: a UDP length of 0 means "to the end of the IP payload".
+        let udp_len = match usize::from(be16(24)) {
+            0 => total - 20,
+            n if n < 8 || n > total - 20 => return None,
+            n => n,
+        };
+        let src = std::net::Ipv4Addr::new(b[12], b[13], b[14], b[15]);
+        let dst = std::net::Ipv4Addr::new(b[16], b[17], b[18], b[19]);
+        Some(Packet {
+            src: SocketAddr::new(IpAddr::V4(src), be16(20)),
+            dst: SocketAddr::new(IpAddr::V4(dst), be16(22)),
+            transport: Transport::Udp,
+            tcp: None,
+            payload: &b[28..20 + udp_len],
+        })
     }
 
     /// [`Packet::from_ip`] through etherparse alone (every case; the fast path is tested
@@ -117,38 +149,6 @@ impl<'a> Packet<'a> {
             _ => IpView::OtherProtocol { src, dst },
         }
     }
-}
-
-/// The common case read directly: an IPv4 header without options, not a fragment, carrying a
-/// UDP datagram whose lengths agree. etherparse's general slicing cost ~650 instructions a
-/// packet, as much as the rest of the engine's own work; anything else (options, fragments,
-/// IPv6, TCP, odd lengths) returns `None` and goes to etherparse, whose reading this matches
-/// exactly (tested).
-#[inline]
-fn udp4(b: &[u8]) -> Option<Packet<'_>> {
-    let be16 = |at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
-    if b.len() < 28 || b[0] != 0x45 || b[9] != 17 || be16(6) & 0x3fff != 0 {
-        return None;
-    }
-    let total = usize::from(be16(2));
-    if total < 28 || total > b.len() {
-        return None;
-    }
-    // etherparse: a UDP length of 0 means "to the end of the IP payload".
-    let udp_len = match usize::from(be16(24)) {
-        0 => total - 20,
-        n if n < 8 || n > total - 20 => return None,
-        n => n,
-    };
-    let src = std::net::Ipv4Addr::new(b[12], b[13], b[14], b[15]);
-    let dst = std::net::Ipv4Addr::new(b[16], b[17], b[18], b[19]);
-    Some(Packet {
-        src: SocketAddr::new(IpAddr::V4(src), be16(20)),
-        dst: SocketAddr::new(IpAddr::V4(dst), be16(22)),
-        transport: Transport::Udp,
-        tcp: None,
-        payload: &b[28..20 + udp_len],
-    })
 }
 
 fn udp<'a>(src: IpAddr, dst: IpAddr, u: &UdpSlice<'a>) -> Packet<'a> {
@@ -236,7 +236,7 @@ mod tests {
             }
             let want = Packet::from_ip_sliced(&p);
             let got = Packet::from_ip(&p);
-            fast += usize::from(udp4(&p).is_some());
+            fast += usize::from(Packet::from_udp4(&p).is_some());
             assert!(same(&got, &want), "{p:02x?}: {got:?} vs {want:?}");
         }
         assert!(fast > 50_000, "the fast path was taken {fast} times");

@@ -110,6 +110,17 @@ impl Capture {
     }
 }
 
+/// The IPv4 packet in an Ethernet frame without VLAN tags, or a raw IPv4 frame: replay's
+/// common case, read without slicing the link layer (what [`slice`] would find there).
+#[inline]
+pub fn plain_ipv4(linktype: i32, data: &[u8]) -> Option<&[u8]> {
+    match linktype {
+        1 if data.len() > 14 && data[12..14] == [0x08, 0x00] => Some(&data[14..]),
+        12 | 14 | 101 | 228 if data.first().is_some_and(|b| b >> 4 == 4) => Some(data),
+        _ => None,
+    }
+}
+
 /// Slices a frame of the given link type down to its IP packet.
 pub fn slice(linktype: i32, data: &[u8]) -> Option<etherparse::SlicedPacket<'_>> {
     use etherparse::{EtherType, SlicedPacket};

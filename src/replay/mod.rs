@@ -3,7 +3,7 @@
 
 mod capture;
 
-pub use capture::{slice, Capture, Frame};
+pub use capture::{plain_ipv4, slice, Capture, Frame};
 
 use crate::engine::{Decision, Direction, Engine, Outcome, Reason, What};
 use crate::net::defrag::Defragmenter;
@@ -190,7 +190,12 @@ pub fn run(
             ts: f.ts,
             line: &mut line,
         };
-        let Some(s) = slice(f.linktype, cap.data(f)) else {
+        let data = cap.data(f);
+        if let Some(p) = plain_ipv4(f.linktype, data).and_then(Packet::from_udp4) {
+            at.judge(engine, sides, &p);
+            continue;
+        }
+        let Some(s) = slice(f.linktype, data) else {
             at.external(engine, None, Reason::NotInspected);
             continue;
         };
