@@ -153,6 +153,35 @@ pub fn run_of_from(class: Class, s: &[u8], from: usize) -> usize {
     i
 }
 
+/// Of `s[from..end]`: whether two dots stand together, and whether every byte is a digit or
+/// a dot (an IPv4 address or nothing). Host names are mostly under 16 bytes, at the end of a
+/// longer URI: one block ending at `end` answers both.
+#[inline(always)]
+pub fn dots_and_digits(s: &[u8], from: usize, end: usize) -> (bool, bool) {
+    #[cfg(target_arch = "x86_64")]
+    if end >= 16 && end - from <= 16 && end <= s.len() {
+        // SAFETY: SSE2 is part of x86_64; the load reads s[end - 16..end].
+        unsafe {
+            use std::arch::x86_64::*;
+            let off = end - 16;
+            let v = _mm_loadu_si128(s.as_ptr().add(off).cast::<__m128i>());
+            let range = (0xffff_u32 << (from - off)) & 0xffff;
+            let dot = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'.' as i8))) as u32;
+            let digit = _mm_movemask_epi8(_mm_and_si128(
+                _mm_cmpgt_epi8(v, _mm_set1_epi8(b'0' as i8 - 1)),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(b'9' as i8 + 1)),
+            )) as u32;
+            let dot = dot & range;
+            return (dot & (dot >> 1) != 0, (dot | digit) & range == range);
+        }
+    }
+    let name = &s[from..end];
+    (
+        name.windows(2).any(|w| w == b".."),
+        name.iter().all(|&b| b.is_ascii_digit() || b == b'.'),
+    )
+}
+
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
     use super::Class;
@@ -319,6 +348,42 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn dots_and_digits_agrees_with_a_scan() {
+        let alphabet = b"..0123456789a-_X\xff";
+        let mut x: u32 = 3;
+        for _ in 0..200_000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = (x >> 8) as usize % 40;
+            let s: Vec<u8> = (0..len)
+                .map(|k| {
+                    let y = x.wrapping_mul(k as u32 + 7).rotate_left(k as u32);
+                    alphabet[(y >> 13) as usize % alphabet.len()]
+                })
+                .collect();
+            let end = if len == 0 {
+                0
+            } else {
+                (x >> 3) as usize % (len + 1)
+            };
+            let from = if end == 0 {
+                0
+            } else {
+                (x >> 20) as usize % (end + 1)
+            };
+            let name = &s[from..end];
+            let want = (
+                name.windows(2).any(|w| w == b".."),
+                name.iter().all(|&b| b.is_ascii_digit() || b == b'.'),
+            );
+            assert_eq!(
+                super::dots_and_digits(&s, from, end),
+                want,
+                "{s:?} {from} {end}"
+            );
         }
     }
 

@@ -231,6 +231,8 @@ pub struct HeaderIter<'a> {
     body_start: Option<usize>,
     /// The last line read ran into the end of the buffer (a stream may bring the rest).
     cut: bool,
+    /// Which header `parse` reads the last line was (`read_by_parse`), if any.
+    read: Option<HeaderName>,
 }
 
 impl<'a> HeaderIter<'a> {
@@ -241,16 +243,20 @@ impl<'a> HeaderIter<'a> {
             pos: 0,
             body_start: None,
             cut: false,
+            read: None,
         }
     }
 }
+
+/// One header line as positions: name start, name end, (value start, line end).
+type Span = (usize, usize, (usize, usize));
 
 impl<'a> HeaderIter<'a> {
     /// The next header line as positions in the buffer: (name start, name end, value start,
     /// line end), the value untrimmed. `parse` reads only a few headers' values; this spares
     /// it naming and trimming the others.
     #[inline(always)]
-    fn next_span(&mut self) -> Option<Result<(usize, usize, usize, usize), ParseError>> {
+    fn next_span(&mut self) -> Option<Result<Span, ParseError>> {
         let buf = self.buf;
         let start = self.pos;
         match buf.get(start..) {
@@ -272,6 +278,19 @@ impl<'a> HeaderIter<'a> {
             }
             _ => {}
         }
+        // Most lines name a well-known header: found by the colon and one comparison, which
+        // also proves the name a token. The rest take the general path below (the same
+        // positions for these, and every error).
+        if let Some(o) = chars::find_byte(b':', &buf[start..]) {
+            let mut ne = start + o;
+            while ne > start && matches!(buf[ne - 1], b' ' | b'\t') {
+                ne -= 1;
+            }
+            if let Some(read) = known_name(&buf[start..ne]) {
+                self.read = read;
+                return Some(Ok((start, ne, self.value_end(start + o + 1))));
+            }
+        }
         // field-name = token, optional whitespace, ':'
         let name_end = start + chars::token_run(&buf[start..]);
         let mut i = name_end;
@@ -286,8 +305,15 @@ impl<'a> HeaderIter<'a> {
             self.pos = buf.len();
             return Some(Err(ParseError::BadHeaderLine));
         }
-        let vstart = i + 1;
-        // The value runs to the line end, across folds.
+        self.read = read_by_parse(&buf[start..name_end]);
+        Some(Ok((start, name_end, self.value_end(i + 1))))
+    }
+
+    /// The value starting at `vstart` runs to the line end, across folds: (value start, line
+    /// end); the next line starts after it.
+    #[inline(always)]
+    fn value_end(&mut self, vstart: usize) -> (usize, usize) {
+        let buf = self.buf;
         let mut nl = vstart;
         loop {
             match chars::find_byte(b'\n', &buf[nl..]) {
@@ -304,7 +330,87 @@ impl<'a> HeaderIter<'a> {
             nl += 1;
         }
         self.pos = nl + 1;
-        Some(Ok((start, name_end, vstart, nl)))
+        (vstart, nl)
+    }
+}
+
+/// `name` is one of the header names most messages carry (any case); then it is a token, and
+/// `Some` holds which of them `parse` reads. `None`: another name, or not a name at all.
+#[inline(always)]
+fn known_name(name: &[u8]) -> Option<Option<HeaderName>> {
+    use HeaderName::*;
+    let read = |kind| Some(Some(kind));
+    const SKIP: Option<Option<HeaderName>> = Some(None);
+    let eq = |lower: &[u8]| eq_name(name, lower);
+    match name.len() {
+        1 if chars::token(name[0]) => Some(read_by_parse(name)),
+        2 if eq(b"to") => read(To),
+        3 if eq(b"via") => SKIP,
+        4 if eq(b"from") => read(From),
+        4 if eq(b"cseq") => read(CSeq),
+        4 if eq(b"date") => SKIP,
+        5 if eq(b"allow") || eq(b"route") || eq(b"event") => SKIP,
+        6 if eq(b"accept") || eq(b"server") || eq(b"reason") => SKIP,
+        7 if eq(b"call-id") => read(CallId),
+        7 if eq(b"contact") || eq(b"expires") || eq(b"require") || eq(b"privacy") => SKIP,
+        8 if eq(b"refer-to") || eq(b"replaces") => SKIP,
+        9 if eq(b"supported") || eq(b"timestamp") || eq(b"diversion") => SKIP,
+        10 if eq(b"user-agent") => read(UserAgent),
+        11 if eq(b"unsupported") || eq(b"referred-by") => SKIP,
+        12 if eq(b"max-forwards")
+            || eq(b"content-type")
+            || eq(b"allow-events")
+            || eq(b"record-route") =>
+        {
+            SKIP
+        }
+        13 if eq(b"authorization") => read(Authorization),
+        13 if eq(b"proxy-require") => SKIP,
+        14 if eq(b"content-length") => read(ContentLength),
+        14 if eq(b"accept-contact") => SKIP,
+        15 if eq(b"session-expires") || eq(b"accept-encoding") || eq(b"accept-language") => SKIP,
+        16 if eq(b"www-authenticate") => SKIP,
+        18 if eq(b"proxy-authenticate") || eq(b"subscription-state") => SKIP,
+        19 if eq(b"proxy-authorization") => read(ProxyAuthorization),
+        19 if eq(b"p-asserted-identity") || eq(b"content-disposition") => SKIP,
+        _ => None,
+    }
+}
+
+/// `name` (any bytes) equals `lower` (lowercase letters and '-') ignoring ASCII case, in
+/// overlapping words. Bit 0x20 is set only where `lower` has a letter: there it folds case
+/// and merges no other byte into the letter; a '-' must match exactly ('\r' | 0x20 is '-').
+#[inline(always)]
+fn eq_name(name: &[u8], lower: &[u8]) -> bool {
+    let n = lower.len();
+    if name.len() != n {
+        return false;
+    }
+    // Letters have bit 0x40, '-' (0x2d) has not: the fold mask is that bit moved to 0x20.
+    let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    match n {
+        0..=3 => name
+            .iter()
+            .zip(lower)
+            .all(|(&x, &y)| x | ((y & 0x40) >> 1) == y),
+        4..=8 => [0, n - 4].iter().all(|&at| {
+            let l = w4(lower, at);
+            w4(name, at) | ((l & 0x4040_4040) >> 1) == l
+        }),
+        _ => {
+            let mut at = 0;
+            loop {
+                let l = w8(lower, at);
+                if w8(name, at) | ((l & 0x4040_4040_4040_4040) >> 1) != l {
+                    return false;
+                }
+                if at + 8 >= n {
+                    return true;
+                }
+                at = (at + 8).min(n - 8);
+            }
+        }
     }
 }
 
@@ -312,7 +418,7 @@ impl<'a> Iterator for HeaderIter<'a> {
     type Item = Result<Header<'a>, ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.next_span()?.map(|(ns, ne, vs, nl)| {
+        Some(self.next_span()?.map(|(ns, ne, (vs, nl))| {
             let name = &self.buf[ns..ne];
             Header {
                 name,
@@ -365,13 +471,13 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
     let block = &buf[hstart..];
     let mut headers = HeaderIter::new(block);
     while let Some(h) = headers.next_span() {
-        let (ns, ne, vs, nl) = match h {
-            Ok(h) => h,
+        let (vs, nl) = match h {
+            Ok((_, _, v)) => v,
             // A stream may not have brought the rest of the line yet.
             Err(_) if stream && headers.cut => return Err(ParseError::Incomplete),
             Err(e) => return Err(e),
         };
-        let Some(kind) = read_by_parse(&block[ns..ne]) else {
+        let Some(kind) = headers.read else {
             continue;
         };
         let value = trim_value(&block[vs..nl]);
@@ -748,22 +854,43 @@ pub fn auth_param<'a>(v: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 
 fn auth_param_with<'a>(v: &'a [u8], finder: &memchr::memmem::Finder) -> Option<&'a [u8]> {
     let name = finder.needle();
+    // The value of the occurrence of `name` at `at`, when it is a parameter name there;
+    // Err(()) when it is not. (An unterminated quoted value ends the search: None.)
+    let param_at = |at: usize| -> Result<Option<&'a [u8]>, ()> {
+        let before_ok = at == 0 || matches!(v[at - 1], b' ' | b',' | b'\t');
+        let mut j = chars::skip_lws(v, at + name.len());
+        if !before_ok || v.get(j) != Some(&b'=') {
+            return Err(());
+        }
+        j = chars::skip_lws(v, j + 1);
+        if v.get(j) == Some(&b'"') {
+            return Ok(chars::find_byte(b'"', &v[j + 1..]).map(|e| &v[j + 1..j + 1 + e]));
+        }
+        let end = v[j..]
+            .iter()
+            .position(|&b| b == b',' || chars::lws(b))
+            .map_or(v.len(), |e| e + j);
+        Ok(Some(&v[j..end]))
+    };
+    // Most phones write the parameter first ("Digest username=..."). A scheme shorter than
+    // the name cannot hold it, so that is the first occurrence the search would find too.
+    let scheme = chars::token_run(v);
+    let p = chars::skip_lws(v, scheme);
+    if scheme < name.len()
+        && p > scheme
+        && matches!(v[p - 1], b' ' | b'\t')
+        && v.len() > p + name.len()
+        && &v[p..p + name.len()] == name
+    {
+        if let Ok(found) = param_at(p) {
+            return found;
+        }
+    }
     let mut i = 0;
     while i + name.len() < v.len() {
         let at = finder.find(&v[i..])? + i;
-        let before_ok = at == 0 || matches!(v[at - 1], b' ' | b',' | b'\t');
-        let mut j = chars::skip_lws(v, at + name.len());
-        if before_ok && v.get(j) == Some(&b'=') {
-            j = chars::skip_lws(v, j + 1);
-            if v.get(j) == Some(&b'"') {
-                let end = memchr::memchr(b'"', &v[j + 1..])? + j + 1;
-                return Some(&v[j + 1..end]);
-            }
-            let end = v[j..]
-                .iter()
-                .position(|&b| b == b',' || chars::lws(b))
-                .map_or(v.len(), |e| e + j);
-            return Some(&v[j..end]);
+        if let Ok(found) = param_at(at) {
+            return found;
         }
         i = at + name.len();
     }
@@ -773,6 +900,146 @@ fn auth_param_with<'a>(v: &'a [u8], finder: &memchr::memmem::Finder) -> Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The search without its fast path, as it was.
+    fn auth_param_by_search<'a>(v: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+        let finder = memchr::memmem::Finder::new(name);
+        let mut i = 0;
+        while i + name.len() < v.len() {
+            let at = finder.find(&v[i..])? + i;
+            let before_ok = at == 0 || matches!(v[at - 1], b' ' | b',' | b'\t');
+            let mut j = chars::skip_lws(v, at + name.len());
+            if before_ok && v.get(j) == Some(&b'=') {
+                j = chars::skip_lws(v, j + 1);
+                if v.get(j) == Some(&b'"') {
+                    let end = memchr::memchr(b'"', &v[j + 1..])? + j + 1;
+                    return Some(&v[j + 1..end]);
+                }
+                let end = v[j..]
+                    .iter()
+                    .position(|&b| b == b',' || chars::lws(b))
+                    .map_or(v.len(), |e| e + j);
+                return Some(&v[j..end]);
+            }
+            i = at + name.len();
+        }
+        None
+    }
+
+    #[test]
+    fn auth_param_fast_path_agrees_with_the_search() {
+        let base: &[&[u8]] = &[
+            b"Digest username=\"1001\",realm=\"x\",nonce=\"n\"",
+            b"Digest username=1001, realm=x",
+            b"Digest realm=\"x\", username=\"1001\"",
+            b"username username=\"a\"",
+            b"Digest\r\n username=\"a\", username=\"b\"",
+            b"Digest usernamex=\"a\", username=\"b\"",
+            b"Digest username=\"unterminated, username=\"b\"",
+            b"Digest  \t username = \"spaced\"",
+            b"Digest username",
+            b"xusername=a username=b",
+            b"username=first",
+        ];
+        let pieces: &[&[u8]] = &[b" ", b"\t", b"\"", b",", b"=", b"username", b"u", b"\r\n "];
+        let mut x: u32 = 9;
+        for v in base {
+            assert_eq!(
+                auth_param(v, b"username"),
+                auth_param_by_search(v, b"username")
+            );
+            for _ in 0..3_000 {
+                let mut m = v.to_vec();
+                for _ in 0..2 {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    let at = (x >> 8) as usize % (m.len() + 1);
+                    let piece = pieces[(x >> 20) as usize % pieces.len()];
+                    if x & 1 == 0 {
+                        m.splice(at..at, piece.iter().copied());
+                    } else {
+                        m.drain(at..(at + 3).min(m.len()));
+                    }
+                }
+                assert_eq!(
+                    auth_param(&m, b"username"),
+                    auth_param_by_search(&m, b"username"),
+                    "{}",
+                    String::from_utf8_lossy(&m)
+                );
+            }
+        }
+    }
+
+    /// A name `known_name` accepts is a token, and it reads the same header as the general
+    /// path: checked on the known names in several cases with every byte bent to every value.
+    #[test]
+    fn known_names_are_tokens_read_as_the_general_path_reads_them() {
+        let known = [
+            "to",
+            "via",
+            "from",
+            "cseq",
+            "date",
+            "allow",
+            "route",
+            "event",
+            "accept",
+            "server",
+            "reason",
+            "call-id",
+            "contact",
+            "expires",
+            "require",
+            "privacy",
+            "refer-to",
+            "replaces",
+            "supported",
+            "timestamp",
+            "diversion",
+            "user-agent",
+            "unsupported",
+            "referred-by",
+            "max-forwards",
+            "content-type",
+            "allow-events",
+            "record-route",
+            "authorization",
+            "proxy-require",
+            "content-length",
+            "accept-contact",
+            "session-expires",
+            "accept-encoding",
+            "accept-language",
+            "www-authenticate",
+            "proxy-authenticate",
+            "subscription-state",
+            "proxy-authorization",
+            "p-asserted-identity",
+            "content-disposition",
+        ];
+        let mut accepted = 0;
+        for k in known {
+            for case in [k.to_string(), k.to_uppercase(), k.replace('e', "E")] {
+                let name = case.as_bytes();
+                assert_eq!(known_name(name), Some(read_by_parse(name)), "{case}");
+                for at in 0..name.len() {
+                    for b in 0..=255u8 {
+                        let mut m = name.to_vec();
+                        m[at] = b;
+                        if let Some(read) = known_name(&m) {
+                            accepted += 1;
+                            assert!(chars::is_token(&m), "{m:?}");
+                            assert_eq!(read, read_by_parse(&m), "{m:?}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(accepted > 1000);
+        for b in 0..=255u8 {
+            assert_eq!(known_name(&[b]).is_some(), chars::token(b));
+        }
+    }
 
     #[test]
     fn read_by_parse_agrees_with_header_names() {

@@ -190,10 +190,11 @@ fn parse_host(s: &[u8], start: usize) -> Option<(Host<'_>, usize)> {
         None | Some(b'-' | b'.') => return None,
         Some(_) => {}
     }
-    if name.windows(2).any(|w| w == b"..") {
+    let (double_dot, digits_and_dots) = chars::dots_and_digits(s, start, i);
+    if double_dot {
         return None;
     }
-    if name.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+    if digits_and_dots {
         // No top label is all digits: an IPv4 address or nothing.
         return Some((Host::V4(ipv4(name)?), i));
     }
