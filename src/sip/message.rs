@@ -389,15 +389,20 @@ fn eq_name(name: &[u8], lower: &[u8]) -> bool {
     // Letters have bit 0x40, '-' (0x2d) has not: the fold mask is that bit moved to 0x20.
     let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
     let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    // (Plain `&&` and loops, not iterator adapters: those were left as calls.)
+    let eq4 = |at: usize| {
+        let l = w4(lower, at);
+        w4(name, at) | ((l & 0x4040_4040) >> 1) == l
+    };
     match n {
-        0..=3 => name
-            .iter()
-            .zip(lower)
-            .all(|(&x, &y)| x | ((y & 0x40) >> 1) == y),
-        4..=8 => [0, n - 4].iter().all(|&at| {
-            let l = w4(lower, at);
-            w4(name, at) | ((l & 0x4040_4040) >> 1) == l
-        }),
+        0..=3 => {
+            let mut same = true;
+            for k in 0..n {
+                same &= name[k] | ((lower[k] & 0x40) >> 1) == lower[k];
+            }
+            same
+        }
+        4..=8 => eq4(0) && eq4(n - 4),
         _ => {
             let mut at = 0;
             loop {

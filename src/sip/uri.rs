@@ -204,18 +204,32 @@ fn parse_host(s: &[u8], start: usize) -> Option<(Host<'_>, usize)> {
 /// dotted-decimal IPv4 as std reads it (four decimal octets, no leading zeros), without its
 /// generic machinery: hosts in in-dialog requests and scanners' URIs are mostly addresses.
 fn ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    // One pass, no splitting: an octet is 1-3 digits, no leading zero, at most 255.
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+    let (mut k, mut v, mut len) = (0, 0u32, 0);
+    for &b in s {
+        if b == b'.' {
+            if len == 0 || k == 3 {
+                return None;
+            }
+            octets[k] = v as u8;
+            (k, v, len) = (k + 1, 0, 0);
+            continue;
+        }
+        let d = b.wrapping_sub(b'0');
+        if d > 9 || (len == 1 && v == 0) {
             return None;
         }
-        *o = u8::try_from(chars::digits(p)?).ok()?;
+        v = v * 10 + u32::from(d);
+        len += 1;
+        if v > 255 {
+            return None;
+        }
     }
-    if parts.next().is_some() {
+    if len == 0 || k != 3 {
         return None;
     }
+    octets[3] = v as u8;
     Some(Ipv4Addr::from(octets))
 }
 
