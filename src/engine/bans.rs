@@ -58,7 +58,9 @@ pub enum Applied {
 /// moves on every change, so the daemon knows when to save state and update kernel sets.
 #[derive(Default)]
 pub struct Shared {
-    bans: DashMap<SourceKey, Ban>,
+    /// aHash, keyed at random like std's SipHash (flood-resistant) but cheaper: this is read
+    /// for every packet while any ban stands.
+    bans: DashMap<SourceKey, Ban, ahash::RandomState>,
     count: AtomicUsize,
     lists: ArcSwap<Lists>,
     /// Failures are rare (one per PBX rejection), so one lock is cheap and lets every worker
