@@ -252,6 +252,7 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
     };
     let mut drops = log::DropLog::new(20, 100_000);
     let mut tally = Tally::default();
+    let mut noted: Vec<(IpAddr, bool)> = Vec::new();
     let (mut last_publish, mut last_top) = (0u64, 0u64);
     let mut seen = 0u64;
     // Receive errors returned to us; ENOBUFS the netlink layer counts itself.
@@ -289,6 +290,17 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
             report.packets += n as u64;
             report.last_ns = now;
         }
+        // Two passes over the batch around the decisions, so that the lookups of thousands of
+        // sources' entries overlap their cache misses: the engine's state first, the tally
+        // after (both were a stall a packet, together ~8% of the worker's time).
+        if n > 1 {
+            for i in 0..n {
+                if let IpView::Packet(p) = Packet::from_ip(q.packet(i).payload) {
+                    engine.warm(p.src.ip());
+                }
+            }
+        }
+        noted.clear();
         for i in 0..n {
             seen += 1;
             let timed = (seen % LATENCY_SAMPLE == 0).then(Instant::now);
@@ -301,7 +313,7 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
                         drops.drop(p.src.ip(), d.reason, now);
                     }
                     if dir == Direction::ToPbx {
-                        tally.note(p.src.ip(), d.verdict == Verdict::Drop);
+                        noted.push((p.src.ip(), d.verdict == Verdict::Drop));
                     }
                     d
                 }
@@ -328,6 +340,9 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
             }
         }
         q.flush()?;
+        for &(ip, dropped) in &noted {
+            tally.note(ip, dropped);
+        }
         report.recv_errors = errors + q.enobufs();
         if now.saturating_sub(last_publish) >= PUBLISH_NS {
             publish(&ctl, &engine, &mut report, &mut tally, &mut last_top, now);
