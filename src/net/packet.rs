@@ -54,6 +54,29 @@ pub enum IpView<'a> {
     Invalid,
 }
 
+impl IpView<'_> {
+    /// Both readings of one buffer agree: the same view, addresses, ports, TCP fields, and the
+    /// very same payload bytes (for checking the fast path against etherparse).
+    pub fn same_reading(&self, other: &IpView) -> bool {
+        match (self, other) {
+            (IpView::Packet(x), IpView::Packet(y)) => {
+                x.src == y.src
+                    && x.dst == y.dst
+                    && x.transport == y.transport
+                    && x.tcp == y.tcp
+                    && std::ptr::eq(x.payload, y.payload)
+            }
+            (IpView::Fragment { src: a, dst: b }, IpView::Fragment { src: c, dst: d })
+            | (
+                IpView::OtherProtocol { src: a, dst: b },
+                IpView::OtherProtocol { src: c, dst: d },
+            ) => a == c && b == d,
+            (IpView::Invalid, IpView::Invalid) => true,
+            _ => false,
+        }
+    }
+}
+
 impl<'a> Packet<'a> {
     /// Reads an IPv4 or IPv6 packet (the bytes NFQUEUE hands over).
     #[inline]
@@ -180,25 +203,6 @@ fn tcp<'a>(src: IpAddr, dst: IpAddr, t: &TcpSlice<'a>) -> Packet<'a> {
 mod tests {
     use super::*;
 
-    fn same(a: &IpView, b: &IpView) -> bool {
-        match (a, b) {
-            (IpView::Packet(x), IpView::Packet(y)) => {
-                x.src == y.src
-                    && x.dst == y.dst
-                    && x.transport == y.transport
-                    && x.tcp == y.tcp
-                    && std::ptr::eq(x.payload, y.payload)
-            }
-            (IpView::Fragment { src: a, dst: b }, IpView::Fragment { src: c, dst: d })
-            | (
-                IpView::OtherProtocol { src: a, dst: b },
-                IpView::OtherProtocol { src: c, dst: d },
-            ) => a == c && b == d,
-            (IpView::Invalid, IpView::Invalid) => true,
-            _ => false,
-        }
-    }
-
     /// The IPv4/UDP fast path reads every packet as etherparse does: valid ones, and ones
     /// with each header field and the length bent.
     #[test]
@@ -237,7 +241,7 @@ mod tests {
             let want = Packet::from_ip_sliced(&p);
             let got = Packet::from_ip(&p);
             fast += usize::from(Packet::from_udp4(&p).is_some());
-            assert!(same(&got, &want), "{p:02x?}: {got:?} vs {want:?}");
+            assert!(got.same_reading(&want), "{p:02x?}: {got:?} vs {want:?}");
         }
         assert!(fast > 50_000, "the fast path was taken {fast} times");
     }

@@ -42,10 +42,6 @@ pub fn token(b: u8) -> bool {
     TOKEN[b as usize]
 }
 #[inline]
-pub fn host(b: u8) -> bool {
-    HOST[b as usize]
-}
-#[inline]
 pub fn uri_part(b: u8) -> bool {
     URI_PART[b as usize]
 }

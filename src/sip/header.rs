@@ -37,8 +37,8 @@ pub enum HeaderName {
 }
 
 impl HeaderName {
-    /// Normalises a header name: a token, as `HeaderIter` yields it (the fast comparison relies
-    /// on that). Case-insensitive; compact forms map to their long names.
+    /// Normalises a header name (any bytes; only exact names match). Case-insensitive;
+    /// compact forms map to their long names.
     pub fn from_bytes(name: &[u8]) -> HeaderName {
         use HeaderName::*;
         if name.len() == 1 {
@@ -104,7 +104,7 @@ impl HeaderName {
             _ => &[],
         };
         for (n, h) in candidates {
-            if eq_lower_token(name, n) {
+            if eq_name(name, n) {
                 return *h;
             }
         }
@@ -112,36 +112,48 @@ impl HeaderName {
     }
 }
 
-/// `name` (token characters) equals `lower` (lowercase) ignoring ASCII case, compared in
-/// (possibly overlapping) words. OR-ing 0x20 lowercases letters; among token characters it turns
-/// no other byte into a letter ('_' becomes DEL, the rest already have the bit): exact.
+/// `name` (any bytes) equals `lower` (lowercase letters and '-') ignoring ASCII case, in
+/// overlapping words. Bit 0x20 is set only where `lower` has a letter: there it folds case
+/// and merges no other byte into the letter; a '-' must match exactly ('\r' | 0x20 is '-').
 #[inline(always)]
-pub(super) fn eq_lower_token(name: &[u8], lower: &[u8]) -> bool {
-    let n = name.len();
-    if n != lower.len() {
+pub(super) fn eq_name(name: &[u8], lower: &[u8]) -> bool {
+    let n = lower.len();
+    if name.len() != n {
         return false;
     }
-    fn w4(s: &[u8], at: usize) -> u32 {
-        u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes")) | 0x2020_2020
-    }
-    fn w8(s: &[u8], at: usize) -> u64 {
-        u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes")) | 0x2020_2020_2020_2020
-    }
+    // Letters have bit 0x40, '-' (0x2d) has not: the fold mask is that bit moved to 0x20.
+    let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    // (Plain `&&` and loops, not iterator adapters: those were left as calls.)
+    let eq4 = |at: usize| {
+        let l = w4(lower, at);
+        w4(name, at) | ((l & 0x4040_4040) >> 1) == l
+    };
     match n {
-        0..=3 => name.iter().zip(lower).all(|(x, y)| x | 0x20 == *y),
-        4..=8 => w4(name, 0) == w4(lower, 0) && w4(name, n - 4) == w4(lower, n - 4),
+        0..=3 => {
+            let mut same = true;
+            for k in 0..n {
+                same &= name[k] | ((lower[k] & 0x40) >> 1) == lower[k];
+            }
+            same
+        }
+        4..=8 => eq4(0) && eq4(n - 4),
         _ => {
             let mut at = 0;
-            while at + 8 < n {
-                if w8(name, at) != w8(lower, at) {
+            loop {
+                let l = w8(lower, at);
+                if w8(name, at) | ((l & 0x4040_4040_4040_4040) >> 1) != l {
                     return false;
                 }
-                at += 8;
+                if at + 8 >= n {
+                    return true;
+                }
+                at = (at + 8).min(n - 8);
             }
-            w8(name, n - 8) == w8(lower, n - 8)
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::HeaderName::*;

@@ -2,7 +2,7 @@
 
 use super::chars::{self, Class};
 use super::error::{ParseError, Part};
-use super::header::HeaderName;
+use super::header::{eq_name, HeaderName};
 use super::uri::{Host, Uri};
 
 /// Largest UDP payload; a Content-Length above it can only be a lie.
@@ -377,48 +377,6 @@ fn known_name(name: &[u8]) -> Option<Option<HeaderName>> {
     }
 }
 
-/// `name` (any bytes) equals `lower` (lowercase letters and '-') ignoring ASCII case, in
-/// overlapping words. Bit 0x20 is set only where `lower` has a letter: there it folds case
-/// and merges no other byte into the letter; a '-' must match exactly ('\r' | 0x20 is '-').
-#[inline(always)]
-fn eq_name(name: &[u8], lower: &[u8]) -> bool {
-    let n = lower.len();
-    if name.len() != n {
-        return false;
-    }
-    // Letters have bit 0x40, '-' (0x2d) has not: the fold mask is that bit moved to 0x20.
-    let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
-    let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
-    // (Plain `&&` and loops, not iterator adapters: those were left as calls.)
-    let eq4 = |at: usize| {
-        let l = w4(lower, at);
-        w4(name, at) | ((l & 0x4040_4040) >> 1) == l
-    };
-    match n {
-        0..=3 => {
-            let mut same = true;
-            for k in 0..n {
-                same &= name[k] | ((lower[k] & 0x40) >> 1) == lower[k];
-            }
-            same
-        }
-        4..=8 => eq4(0) && eq4(n - 4),
-        _ => {
-            let mut at = 0;
-            loop {
-                let l = w8(lower, at);
-                if w8(name, at) | ((l & 0x4040_4040_4040_4040) >> 1) != l {
-                    return false;
-                }
-                if at + 8 >= n {
-                    return true;
-                }
-                at = (at + 8).min(n - 8);
-            }
-        }
-    }
-}
-
 impl<'a> Iterator for HeaderIter<'a> {
     type Item = Result<Header<'a>, ParseError>;
 
@@ -590,7 +548,7 @@ fn read_by_parse(name: &[u8]) -> Option<HeaderName> {
         19 => (ProxyAuthorization, b"proxy-authorization"),
         _ => return None,
     };
-    super::header::eq_lower_token(name, lower).then_some(kind)
+    eq_name(name, lower).then_some(kind)
 }
 
 #[inline]
