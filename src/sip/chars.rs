@@ -70,6 +70,11 @@ const fn is_not_lws_byte(b: u8) -> bool {
 static WORD: [bool; 256] = table!(is_word_byte);
 static REQUEST_URI: [bool; 256] = table!(is_request_uri_byte);
 static NOT_LWS: [bool; 256] = table!(is_not_lws_byte);
+// A header parameter's unquoted value: a token, or a host with IPv6 brackets and ':'.
+const fn is_param_value_byte(b: u8) -> bool {
+    is_token_byte(b) || matches!(b, b'[' | b']' | b':')
+}
+static PARAM_VALUE: [bool; 256] = table!(is_param_value_byte);
 const fn is_qdtext_byte(b: u8) -> bool {
     b != b'"' && b != b'\\'
 }
@@ -89,6 +94,8 @@ pub enum Class {
     NotLws,
     /// Inside a quoted string: anything but '"' and '\\'.
     QdText,
+    /// A header parameter's unquoted value: token bytes, '[', ']' and ':'.
+    ParamValue,
 }
 
 impl Class {
@@ -102,6 +109,7 @@ impl Class {
             Class::RequestUri => &REQUEST_URI,
             Class::NotLws => &NOT_LWS,
             Class::QdText => &QDTEXT,
+            Class::ParamValue => &PARAM_VALUE,
         }
     }
 }
@@ -188,6 +196,32 @@ mod sse2 {
     #[inline(always)]
     pub(super) unsafe fn outside(class: Class, p: *const u8) -> u32 {
         let v = _mm_loadu_si128(p.cast::<__m128i>());
+        outside_v(class, v)
+    }
+
+    /// `s` (4 to 15 bytes) as one vector, its first and last 8 (or 4) bytes side by side;
+    /// `f`'s bit mask over that vector is mapped back to positions in `s`. (Class runs do
+    /// not use it: inlined at every call, it cost more than the short scalar runs it saved.)
+    #[inline(always)]
+    pub(super) unsafe fn short_mask(s: &[u8], f: impl Fn(__m128i) -> u32) -> u32 {
+        let n = s.len();
+        debug_assert!((4..16).contains(&n));
+        if n >= 8 {
+            let a = u64::from_le_bytes(s[..8].try_into().unwrap_or_default());
+            let b = u64::from_le_bytes(s[n - 8..].try_into().unwrap_or_default());
+            let m = f(_mm_set_epi64x(b as i64, a as i64));
+            (m & 0xff) | ((m >> 8) & 0xff) << (n - 8)
+        } else {
+            let a = u32::from_le_bytes(s[..4].try_into().unwrap_or_default());
+            let b = u32::from_le_bytes(s[n - 4..].try_into().unwrap_or_default());
+            let m = f(_mm_set_epi32(0, 0, b as i32, a as i32));
+            (m & 0xf) | ((m >> 4) & 0xf) << (n - 4)
+        }
+    }
+
+    /// Bit k set when byte k of `v` is not in `class`.
+    #[inline(always)]
+    pub(super) unsafe fn outside_v(class: Class, v: __m128i) -> u32 {
         let c = |b: u8| _mm_set1_epi8(b as i8);
         let eq = |b: u8| _mm_cmpeq_epi8(v, c(b));
         // lo <= v <= hi, for ASCII bounds
@@ -211,6 +245,16 @@ mod sse2 {
                 ),
             ),
             Class::Host => or(alnum(), or(eq(b'-'), or(eq(b'.'), eq(b'_')))),
+            Class::ParamValue => or(
+                or(
+                    or(alnum(), or(within(v, b'*', b'+'), within(v, b'-', b'.'))),
+                    or(
+                        or(eq(b'!'), eq(b'%')),
+                        or(or(eq(b'\''), eq(b'_')), or(eq(b'`'), eq(b'~'))),
+                    ),
+                ),
+                or(eq(b':'), or(eq(b'['), eq(b']'))),
+            ),
             Class::UriPart => {
                 let delim = or(or(eq(b'<'), eq(b'>')), or(eq(b'"'), eq(b'@')));
                 _mm_andnot_si128(delim, within(v, 0x21, 0x7e))
@@ -231,6 +275,8 @@ mod sse2 {
 
 /// The first `needle` in `hay`. SIP lines are short (tens of bytes), where memchr's dispatch
 /// and setup cost more than the search: an inlined SSE2 loop (baseline on x86_64) wins there.
+/// A tail is tested in the block that ends the haystack, a haystack of 4 to 15 bytes in one
+/// vector ([`sse2::short_mask`]); a byte loop only under 4.
 #[inline]
 pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
@@ -250,12 +296,108 @@ pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
                 }
                 i += 16;
             }
+            if i == hay.len() {
+                return None;
+            }
+            let eq = |v| _mm_movemask_epi8(_mm_cmpeq_epi8(v, n)) as u32;
+            if i > 0 {
+                // The tail in the block that ends the haystack.
+                let off = hay.len() - 16;
+                let m = eq(_mm_loadu_si128(hay.as_ptr().add(off).cast::<__m128i>())) >> (i - off);
+                return (m != 0).then(|| i + m.trailing_zeros() as usize);
+            }
+            if hay.len() >= 4 {
+                let m = sse2::short_mask(hay, eq);
+                return (m != 0).then(|| m.trailing_zeros() as usize);
+            }
         }
         hay[i..].iter().position(|&b| b == needle).map(|o| i + o)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         memchr::memchr(needle, hay)
+    }
+}
+
+/// Line ends ('\n') of a buffer, 64 bytes at a time: a header block is walked line by line,
+/// and finding each line's end with a search of its own cost a setup and a partial block a
+/// line. The window holds one bit a byte for 64 bytes from `base`; a line end within it costs
+/// a shift and a trailing-zero count. (Colons too were tried: the second mask cost more than
+/// the short colon searches it saved.)
+#[derive(Debug, Clone, Copy)]
+pub struct LineEnds {
+    base: usize,
+    bits: u64,
+}
+
+impl LineEnds {
+    /// The window over `buf` from its start.
+    #[inline]
+    pub fn new(buf: &[u8]) -> Self {
+        LineEnds {
+            base: 0,
+            bits: newline_bits(buf, 0),
+        }
+    }
+
+    /// The first '\n' at or after `from` in `buf` (the buffer the window was made over).
+    #[inline(always)]
+    pub fn next(&mut self, buf: &[u8], mut from: usize) -> Option<usize> {
+        loop {
+            let rel = from.wrapping_sub(self.base);
+            if rel < 64 {
+                let m = self.bits & (u64::MAX << rel);
+                if m != 0 {
+                    return Some(self.base + m.trailing_zeros() as usize);
+                }
+                from = self.base + 64;
+            }
+            if from >= buf.len() {
+                return None;
+            }
+            self.base = from;
+            self.bits = newline_bits(buf, from);
+        }
+    }
+}
+
+/// Bit k set when `buf[from + k]` is '\n', for k < 64 and inside `buf`.
+#[inline]
+fn newline_bits(buf: &[u8], from: usize) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86_64; `p` points at 64 readable bytes.
+        let bits64 = |p: *const u8| unsafe {
+            let nl = _mm_set1_epi8(b'\n' as i8);
+            let m = |k: usize| {
+                let v = _mm_loadu_si128(p.add(16 * k).cast::<__m128i>());
+                u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) as u16)
+            };
+            m(0) | m(1) << 16 | m(2) << 32 | m(3) << 48
+        };
+        if from >= buf.len() {
+            return 0;
+        }
+        if buf.len() - from >= 64 {
+            return bits64(buf[from..from + 64].as_ptr());
+        }
+        if buf.len() >= 64 {
+            // The last 64 bytes, shifted so that bit 0 is `from`.
+            return bits64(buf[buf.len() - 64..].as_ptr()) >> (from - (buf.len() - 64));
+        }
+        let mut pad = [0u8; 64];
+        pad[..buf.len() - from].copy_from_slice(&buf[from..]);
+        bits64(pad.as_ptr())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        buf.get(from..)
+            .unwrap_or_default()
+            .iter()
+            .take(64)
+            .enumerate()
+            .fold(0, |m, (k, &b)| m | u64::from(b == b'\n') << k)
     }
 }
 
@@ -324,7 +466,9 @@ mod tests {
     #[test]
     fn run_of_agrees_with_the_tables() {
         use super::Class::*;
-        for class in [Token, UriPart, Host, Word, RequestUri, NotLws, QdText] {
+        for class in [
+            Token, UriPart, Host, Word, RequestUri, NotLws, QdText, ParamValue,
+        ] {
             let t = class.table();
             let good = (0..=255u8).find(|&b| t[b as usize]).unwrap();
             for len in 0..40 {
@@ -383,10 +527,53 @@ mod tests {
         }
     }
 
+    /// Any walk forward (and back) over any buffer finds what memchr finds.
+    #[test]
+    fn line_ends_agree_with_memchr() {
+        let mut x: u32 = 9;
+        for len in 0..300usize {
+            for density in [2u32, 9, 70] {
+                let buf: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        match (x >> 16) % density {
+                            0 => b'\n',
+                            1 => b':',
+                            _ => b'a',
+                        }
+                    })
+                    .collect();
+                let mut w = super::LineEnds::new(&buf);
+                let mut from = 0;
+                for _ in 0..len + 2 {
+                    let want = buf
+                        .get(from..)
+                        .and_then(|t| memchr::memchr(b'\n', t))
+                        .map(|o| from + o);
+                    assert_eq!(w.next(&buf, from), want, "len {len} from {from}");
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    from = match (x >> 16) % 8 {
+                        0 => from.saturating_sub((x >> 8) as usize % 70),
+                        1 => from + (x >> 8) as usize % 130,
+                        _ => want.map_or(len + 1, |p| p + 1),
+                    };
+                }
+            }
+        }
+    }
+
     #[test]
     fn find_byte_agrees_with_memchr() {
         let hay: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
         for start in 0..hay.len() {
+            for end in start..(start + 40).min(hay.len()) {
+                for needle in [0u8, 10, 37, 58, 250, 255] {
+                    assert_eq!(
+                        super::find_byte(needle, &hay[start..end]),
+                        memchr::memchr(needle, &hay[start..end])
+                    );
+                }
+            }
             for needle in [0u8, 10, 37, 58, 250, 255] {
                 assert_eq!(
                     super::find_byte(needle, &hay[start..]),

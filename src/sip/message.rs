@@ -233,6 +233,7 @@ pub struct HeaderIter<'a> {
     cut: bool,
     /// Which header `parse` reads the last line was (`read_by_parse`), if any.
     read: Option<HeaderName>,
+    ends: chars::LineEnds,
 }
 
 impl<'a> HeaderIter<'a> {
@@ -244,6 +245,7 @@ impl<'a> HeaderIter<'a> {
             body_start: None,
             cut: false,
             read: None,
+            ends: chars::LineEnds::new(buf),
         }
     }
 }
@@ -316,8 +318,8 @@ impl<'a> HeaderIter<'a> {
         let buf = self.buf;
         let mut nl = vstart;
         loop {
-            match chars::find_byte(b'\n', &buf[nl..]) {
-                Some(o) => nl += o,
+            match self.ends.next(buf, nl) {
+                Some(p) => nl = p,
                 None => {
                     self.cut = true;
                     nl = buf.len();
@@ -790,9 +792,7 @@ fn parse_params(p: &[u8], bad: ParseError) -> Result<Option<&[u8]>, ParseError> 
                 i += 1;
             } else {
                 // token / host (IPv6 brackets and ':' included)
-                while i < p.len() && (chars::token(p[i]) || matches!(p[i], b'[' | b']' | b':')) {
-                    i += 1;
-                }
+                i = chars::run_of_from(Class::ParamValue, p, i);
             }
             value = &p[vs..i];
             if value.is_empty() {
