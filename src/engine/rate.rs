@@ -1,6 +1,12 @@
 //! Per-source token buckets (governor GCRA), created only for requests that passed every
 //! other check, expired when idle, and capped: past `max_sources`, new sources share one
 //! overflow bucket, so a spoofed-source flood can neither grow memory nor evict known phones.
+//!
+//! A source's state is its buckets' theoretical arrival times (TATs), 48 bytes in one map
+//! entry. governor does the arithmetic: one keyed limiter per quota is handed the source's
+//! TAT cell itself as its "key" ([`InKey`] reads and writes it there). Four direct limiters a
+//! source cost 136 bytes over three cache lines, and an atomic compare-and-swap a check that
+//! a worker's own state never needs.
 
 use super::clock::PassedClock;
 use super::SourceKey;
@@ -9,11 +15,14 @@ use crate::sip::Method;
 use ahash::AHashMap;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
-use governor::state::{InMemoryState, NotKeyed};
+use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
+use std::cell::Cell;
 use std::num::NonZeroU32;
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, PassedClock, NoOpMiddleware<Nanos>>;
+/// One quota, for every source: the state is in the key.
+type Shared = RateLimiter<Tat, InKey, PassedClock, NoOpMiddleware<Nanos>>;
 
 fn quota(b: Bucket, mult: u32) -> Quota {
     let per_second = b.per_second * f64::from(mult);
@@ -22,6 +31,37 @@ fn quota(b: Bucket, mult: u32) -> Quota {
     Quota::with_period(period)
         .expect("period is above zero")
         .allow_burst(NonZeroU32::new(b.burst.saturating_mul(mult).max(1)).expect("above zero"))
+}
+
+/// One bucket's TAT, in nanoseconds from the limiters' start; 0 until first charged (a TAT is
+/// always at least one emission interval). Equality and hashing are by value: governor's
+/// keyed limiter asks for them, and never uses them with [`InKey`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Tat(Cell<u64>);
+
+impl std::hash::Hash for Tat {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.get().hash(h);
+    }
+}
+
+/// A governor state store that keeps nothing: the TAT is the key it is handed.
+#[derive(Debug, Default)]
+struct InKey;
+
+impl StateStore for InKey {
+    type Key = Tat;
+
+    #[inline]
+    fn measure_and_replace<T, F, E>(&self, key: &Tat, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let tat = key.0.get();
+        let (out, next) = f((tat != 0).then(|| Nanos::from(tat)))?;
+        key.0.set(next.as_u64());
+        Ok(out)
+    }
 }
 
 /// The bucket a request is charged to besides the general one.
@@ -42,48 +82,33 @@ impl Class {
     }
 }
 
-struct Quotas {
-    general: Quota,
-    by_class: [Quota; 3],
-}
+/// The four buckets of a quota set: by class (REGISTER, INVITE, other), then general.
+struct Quotas([Shared; 4]);
 
 impl Quotas {
     fn new(r: &RateSection, mult: u32) -> Self {
-        Quotas {
-            general: quota(r.general, mult),
-            by_class: [
-                quota(r.register, mult),
-                quota(r.invite, mult),
-                quota(r.other, mult),
-            ],
-        }
+        let l = |b: Bucket| Shared::new(quota(b, mult), InKey, PassedClock);
+        Quotas([l(r.register), l(r.invite), l(r.other), l(r.general)])
     }
 }
+
+const GENERAL: usize = 3;
 
 struct SourceState {
     last_seen: u64,
-    general: Limiter,
-    by_class: [Limiter; 3],
+    /// TATs by class, then general.
+    tats: [Tat; 4],
+    /// Charged at the allowed sources' quotas (as the source was when its state was made).
+    allowed: bool,
 }
 
 impl SourceState {
-    fn new(q: &Quotas, now: u64) -> Self {
-        let l = |q: Quota| Limiter::direct_with_clock(q, PassedClock);
+    fn new(allowed: bool, now: u64) -> Self {
         SourceState {
             last_seen: now,
-            general: l(q.general),
-            by_class: [l(q.by_class[0]), l(q.by_class[1]), l(q.by_class[2])],
+            tats: Default::default(),
+            allowed,
         }
-    }
-    fn check(&mut self, class: Option<Class>, now: u64) -> bool {
-        self.last_seen = now;
-        // The class bucket first: a request refused by it must not also drain the general one.
-        if let Some(c) = class {
-            if self.by_class[c as usize].check().is_err() {
-                return false;
-            }
-        }
-        self.general.check().is_ok()
     }
 }
 
@@ -102,7 +127,8 @@ pub struct RateLimits {
 #[allow(clippy::len_without_is_empty)]
 impl RateLimits {
     pub fn new(r: &RateSection, max_sources: usize) -> Self {
-        RateLimits {
+        // Every limiter counts from time 0: the sources' TATs are kept relative to one start.
+        PassedClock::at_zero(|| RateLimits {
             sources: AHashMap::new(),
             normal: Quotas::new(r, 1),
             allowed: Quotas::new(r, r.allowed_multiplier),
@@ -114,7 +140,7 @@ impl RateLimits {
             max_sources,
             idle_ns: r.source_idle.as_nanos(),
             overflowed: 0,
-        }
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -124,15 +150,14 @@ impl RateLimits {
     /// Charges one request; false when the source is over its limit.
     pub fn check(&mut self, key: SourceKey, allowed: bool, class: Option<Class>, now: u64) -> bool {
         if let Some(s) = self.sources.get_mut(&key) {
-            return s.check(class, now);
+            return charge(&self.normal, &self.allowed, s, class, now);
         }
         if self.sources.len() >= self.max_sources {
             self.overflowed += 1;
             return self.overflow.check().is_ok();
         }
-        let q = if allowed { &self.allowed } else { &self.normal };
-        let mut s = SourceState::new(q, now);
-        let ok = s.check(class, now);
+        let mut s = SourceState::new(allowed, now);
+        let ok = charge(&self.normal, &self.allowed, &mut s, class, now);
         self.sources.insert(key, s);
         ok
     }
@@ -143,15 +168,13 @@ impl RateLimits {
         let Some(s) = self.sources.get(&key) else {
             return;
         };
-        // The entry spans three cache lines (four limiters); the lookup brought one.
+        // The lookup brought the entry's first line; it may reach into a second.
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let p = (s as *const SourceState).cast::<i8>();
-            for off in (64..std::mem::size_of::<SourceState>()).step_by(64) {
-                // SAFETY: the address is inside a live entry, and a prefetch never faults.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
-            }
+            // SAFETY: the address is inside a live entry, and a prefetch never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(std::mem::size_of::<SourceState>() - 1)) };
         }
         std::hint::black_box(s.last_seen);
     }
@@ -159,7 +182,7 @@ impl RateLimits {
     /// A keepalive: charged to the source's general bucket if it has state, else to a shared one.
     pub fn check_keepalive(&mut self, key: SourceKey, now: u64) -> bool {
         match self.sources.get_mut(&key) {
-            Some(s) => s.check(None, now),
+            Some(s) => charge(&self.normal, &self.allowed, s, None, now),
             None => self.keepalive_unknown.check().is_ok(),
         }
     }
@@ -169,6 +192,26 @@ impl RateLimits {
         self.sources
             .retain(|_, s| now.saturating_sub(s.last_seen) <= idle);
     }
+}
+
+/// Charges a request to a source's class bucket (if any), then its general one.
+#[inline]
+fn charge(
+    normal: &Quotas,
+    allowed: &Quotas,
+    s: &mut SourceState,
+    class: Option<Class>,
+    now: u64,
+) -> bool {
+    s.last_seen = now;
+    let q = if s.allowed { allowed } else { normal };
+    // The class bucket first: a request refused by it must not also drain the general one.
+    if let Some(c) = class {
+        if q.0[c as usize].check_key(&s.tats[c as usize]).is_err() {
+            return false;
+        }
+    }
+    q.0[GENERAL].check_key(&s.tats[GENERAL]).is_ok()
 }
 
 #[cfg(test)]
@@ -214,6 +257,64 @@ mod tests {
         for _ in 0..40 {
             assert!(r.check(2, true, Some(Class::Register), 2));
         }
+    }
+
+    /// The previous design, four direct governor limiters a source made at its first
+    /// request, as the reference: the shared limiters with TATs in the entries decide the
+    /// same for any sequence of sources, classes and (non-decreasing) times.
+    #[test]
+    fn tats_in_entries_decide_as_limiters_a_source() {
+        struct Old {
+            general: Limiter,
+            by_class: [Limiter; 3],
+        }
+        let r = rs();
+        let old_quotas = |mult| [r.register, r.invite, r.other, r.general].map(|b| quota(b, mult));
+        let (normal, allowed) = (old_quotas(1), old_quotas(r.allowed_multiplier));
+        let mut old: AHashMap<SourceKey, Old> = AHashMap::new();
+        // A thread clock far ahead when the limits are made must not matter.
+        PassedClock::set(u64::MAX / 2);
+        let mut new = RateLimits::new(&r, 1000);
+        let mut now = 1_700_000_000_000_000_000u64;
+        let mut x: u64 = 5;
+        let (mut allowed_n, mut refused_n) = (0, 0);
+        for _ in 0..200_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            now += (x >> 40) % 400_000_000;
+            PassedClock::set(now);
+            let key = u128::from((x >> 20) % 12);
+            let is_allowed = key % 5 == 0;
+            let class = match (x >> 10) % 4 {
+                0 => Some(Class::Register),
+                1 => Some(Class::Invite),
+                2 => Some(Class::Other),
+                _ => None,
+            };
+            let o = old.entry(key).or_insert_with(|| {
+                let q = if is_allowed { &allowed } else { &normal };
+                let l = |q: Quota| Limiter::direct_with_clock(q, PassedClock);
+                Old {
+                    general: l(q[3]),
+                    by_class: [l(q[0]), l(q[1]), l(q[2])],
+                }
+            });
+            let want = match class {
+                Some(c) if o.by_class[c as usize].check().is_err() => false,
+                _ => o.general.check().is_ok(),
+            };
+            assert_eq!(new.check(key, is_allowed, class, now), want);
+            if want {
+                allowed_n += 1
+            } else {
+                refused_n += 1
+            }
+        }
+        assert!(
+            allowed_n > 10_000 && refused_n > 10_000,
+            "{allowed_n} {refused_n}"
+        );
     }
 
     #[test]
