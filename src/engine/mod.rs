@@ -26,7 +26,7 @@ use bans::Failure;
 use rate::{Class, RateLimits};
 use std::net::IpAddr;
 use std::sync::Arc;
-use tables::{Inline, Tables, Txn};
+use tables::{Tables, Txn, TxnFrom};
 
 /// A source as tracked for limits, failures and bans: an IPv4 address (as a v4-mapped IPv6
 /// value) or an IPv6 address cut to the configured prefix.
@@ -506,13 +506,12 @@ impl Engine {
                 .unwrap_or_default();
             self.tables.note_txn(
                 m,
-                Txn {
+                TxnFrom {
                     key: src.key,
                     ip: src.ip,
                     had_auth: m.authorization.is_some(),
-                    user: Inline::new(user),
-                    line: Inline::new(m.start_line),
-                    expires: 0,
+                    user,
+                    line: m.start_line,
                 },
                 now,
             );
