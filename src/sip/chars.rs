@@ -196,32 +196,6 @@ mod sse2 {
     #[inline(always)]
     pub(super) unsafe fn outside(class: Class, p: *const u8) -> u32 {
         let v = _mm_loadu_si128(p.cast::<__m128i>());
-        outside_v(class, v)
-    }
-
-    /// `s` (4 to 15 bytes) as one vector, its first and last 8 (or 4) bytes side by side;
-    /// `f`'s bit mask over that vector is mapped back to positions in `s`. (Class runs do
-    /// not use it: inlined at every call, it cost more than the short scalar runs it saved.)
-    #[inline(always)]
-    pub(super) unsafe fn short_mask(s: &[u8], f: impl Fn(__m128i) -> u32) -> u32 {
-        let n = s.len();
-        debug_assert!((4..16).contains(&n));
-        if n >= 8 {
-            let a = u64::from_le_bytes(s[..8].try_into().unwrap_or_default());
-            let b = u64::from_le_bytes(s[n - 8..].try_into().unwrap_or_default());
-            let m = f(_mm_set_epi64x(b as i64, a as i64));
-            (m & 0xff) | ((m >> 8) & 0xff) << (n - 8)
-        } else {
-            let a = u32::from_le_bytes(s[..4].try_into().unwrap_or_default());
-            let b = u32::from_le_bytes(s[n - 4..].try_into().unwrap_or_default());
-            let m = f(_mm_set_epi32(0, 0, b as i32, a as i32));
-            (m & 0xf) | ((m >> 4) & 0xf) << (n - 4)
-        }
-    }
-
-    /// Bit k set when byte k of `v` is not in `class`.
-    #[inline(always)]
-    pub(super) unsafe fn outside_v(class: Class, v: __m128i) -> u32 {
         let c = |b: u8| _mm_set1_epi8(b as i8);
         let eq = |b: u8| _mm_cmpeq_epi8(v, c(b));
         // lo <= v <= hi, for ASCII bounds
@@ -270,6 +244,26 @@ mod sse2 {
             }
         };
         (_mm_movemask_epi8(inside) as u32) ^ 0xffff
+    }
+
+    /// `s` (4 to 15 bytes) as one vector, its first and last 8 (or 4) bytes side by side;
+    /// `f`'s bit mask over that vector is mapped back to positions in `s`. (Class runs do
+    /// not use it: inlined at every call, it cost more than the short byte loops it saved.)
+    #[inline(always)]
+    pub(super) unsafe fn short_mask(s: &[u8], f: impl Fn(__m128i) -> u32) -> u32 {
+        let n = s.len();
+        debug_assert!((4..16).contains(&n));
+        if n >= 8 {
+            let a = u64::from_le_bytes(s[..8].try_into().unwrap_or_default());
+            let b = u64::from_le_bytes(s[n - 8..].try_into().unwrap_or_default());
+            let m = f(_mm_set_epi64x(b as i64, a as i64));
+            (m & 0xff) | ((m >> 8) & 0xff) << (n - 8)
+        } else {
+            let a = u32::from_le_bytes(s[..4].try_into().unwrap_or_default());
+            let b = u32::from_le_bytes(s[n - 4..].try_into().unwrap_or_default());
+            let m = f(_mm_set_epi32(0, 0, b as i32, a as i32));
+            (m & 0xf) | ((m >> 4) & 0xf) << (n - 4)
+        }
     }
 }
 

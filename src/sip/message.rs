@@ -233,6 +233,7 @@ pub struct HeaderIter<'a> {
     cut: bool,
     /// Which header `parse` reads the last line was (`read_by_parse`), if any.
     read: Option<HeaderName>,
+    /// Where the lines end, 64 bytes at a time.
     ends: chars::LineEnds,
 }
 
