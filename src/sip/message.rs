@@ -571,12 +571,19 @@ fn looks_like_sip_prefix(buf: &[u8]) -> bool {
             .all(|&b| (0x20..0x7f).contains(&b) || b == b'\r' || b >= 0x80)
 }
 
+/// Starts with "SIP/" in any case: one word comparison. Setting 0x20 on the three letters
+/// merges each only with its other case; the '/' must match as it is.
 fn is_sip_version(v: &[u8]) -> bool {
-    v.len() >= 4 && v[..4].eq_ignore_ascii_case(b"SIP/")
+    match v {
+        [a, b, c, d, ..] => {
+            u32::from_le_bytes([*a, *b, *c, *d]) | 0x0020_2020 == u32::from_le_bytes(*b"sip/")
+        }
+        _ => false,
+    }
 }
 
 fn check_version(v: &[u8]) -> Result<(), ParseError> {
-    if v.len() == 7 && v[..4].eq_ignore_ascii_case(b"SIP/") && &v[4..] == b"2.0" {
+    if v.len() == 7 && is_sip_version(v) && &v[4..] == b"2.0" {
         Ok(())
     } else {
         Err(ParseError::BadVersion)
@@ -864,6 +871,23 @@ fn auth_param_with<'a>(v: &'a [u8], finder: &memchr::memmem::Finder) -> Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sip_version_word_agrees_with_a_case_blind_comparison() {
+        for a in 0..=255u8 {
+            for rest in [*b"IP/", *b"ip/", *b"iP/", *b"IP\x0f", *b"IP\x2f"] {
+                for v in [
+                    [a, rest[0], rest[1], rest[2]],
+                    [b'S', a, rest[1], rest[2]],
+                    [b's', b'I', a, b'/'],
+                    [b'S', b'i', b'P', a],
+                ] {
+                    assert_eq!(is_sip_version(&v), v.eq_ignore_ascii_case(b"SIP/"), "{v:?}");
+                }
+            }
+        }
+        assert!(!is_sip_version(b"SIP"));
+    }
 
     /// The search without its fast path, as it was.
     fn auth_param_by_search<'a>(v: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
