@@ -636,10 +636,12 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if first_sp == last_sp {
         return Err(ParseError::BadRequestLine);
     }
-    let method = &line[..first_sp];
+    let method_s = &line[..first_sp];
     let uri = &line[first_sp + 1..last_sp];
     let version = &line[last_sp + 1..];
-    if !chars::is_token(method) {
+    // A known method is a token: only others are tested.
+    let method = Method::from_bytes(method_s);
+    if matches!(method, Method::Other(_)) && !chars::is_token(method_s) {
         return Err(ParseError::BadRequestLine);
     }
     check_version(version)?;
@@ -651,10 +653,7 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if !uri.headers.is_empty() {
         return Err(ParseError::BadUri(Part::RequestUri));
     }
-    Ok(StartLine::Request {
-        method: Method::from_bytes(method),
-        uri,
-    })
+    Ok(StartLine::Request { method, uri })
 }
 
 fn parse_cseq(v: &[u8]) -> Result<CSeq<'_>, ParseError> {
@@ -672,12 +671,14 @@ fn parse_cseq(v: &[u8]) -> Result<CSeq<'_>, ParseError> {
         return Err(ParseError::BadCSeq);
     }
     let m = &v[j..];
-    if !chars::is_token(m) {
+    // A known method is a token: only others are tested.
+    let method = Method::from_bytes(m);
+    if matches!(method, Method::Other(_)) && !chars::is_token(m) {
         return Err(ParseError::BadCSeq);
     }
     Ok(CSeq {
         seq: seq as u32,
-        method: Method::from_bytes(m),
+        method,
     })
 }
 
