@@ -672,7 +672,6 @@ impl Engine {
         }
     }
 
-    /// The first checks, on the source alone: allow list, deny list, ban.
     /// Touches the state `decide` will read for a packet from `ip` (its rate-limit entry), and
     /// changes nothing. A driver holding a batch calls it for every packet first: the cache
     /// misses of thousands of sources' entries then overlap instead of stalling one decision
@@ -682,6 +681,7 @@ impl Engine {
         self.rate.warm(source_key(ip, self.policy.ipv6_prefix));
     }
 
+    /// The first checks, on the source alone: allow list, deny list, ban.
     fn source(&self, ip: IpAddr, now: u64) -> Result<Src, Decision> {
         let lists = self.shared.lists();
         let allowed = self.policy.is_allowed(ip) || lists.is_allowed(ip);

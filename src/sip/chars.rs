@@ -208,27 +208,21 @@ mod sse2 {
             let alpha = within(_mm_or_si128(v, c(0x20)), b'a', b'z');
             or(alpha, within(v, b'0', b'9'))
         };
-        // Bytes 0x00-0x20 (unsigned): min(v, 0x20) == v.
-        let ctl_or_space = || _mm_cmpeq_epi8(_mm_min_epu8(v, c(0x20)), v);
-        let inside = match class {
-            Class::Token => or(
+        let token = || {
+            or(
                 or(alnum(), or(within(v, b'*', b'+'), within(v, b'-', b'.'))),
                 or(
                     or(eq(b'!'), eq(b'%')),
                     or(or(eq(b'\''), eq(b'_')), or(eq(b'`'), eq(b'~'))),
                 ),
-            ),
+            )
+        };
+        // Bytes 0x00-0x20 (unsigned): min(v, 0x20) == v.
+        let ctl_or_space = || _mm_cmpeq_epi8(_mm_min_epu8(v, c(0x20)), v);
+        let inside = match class {
+            Class::Token => token(),
             Class::Host => or(alnum(), or(eq(b'-'), or(eq(b'.'), eq(b'_')))),
-            Class::ParamValue => or(
-                or(
-                    or(alnum(), or(within(v, b'*', b'+'), within(v, b'-', b'.'))),
-                    or(
-                        or(eq(b'!'), eq(b'%')),
-                        or(or(eq(b'\''), eq(b'_')), or(eq(b'`'), eq(b'~'))),
-                    ),
-                ),
-                or(eq(b':'), or(eq(b'['), eq(b']'))),
-            ),
+            Class::ParamValue => or(token(), or(eq(b':'), or(eq(b'['), eq(b']')))),
             Class::UriPart => {
                 let delim = or(or(eq(b'<'), eq(b'>')), or(eq(b'"'), eq(b'@')));
                 _mm_andnot_si128(delim, within(v, 0x21, 0x7e))

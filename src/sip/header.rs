@@ -112,9 +112,10 @@ impl HeaderName {
     }
 }
 
-/// `name` (any bytes) equals `lower` (lowercase letters and '-') ignoring ASCII case, in
-/// overlapping words. Bit 0x20 is set only where `lower` has a letter: there it folds case
-/// and merges no other byte into the letter; a '-' must match exactly ('\r' | 0x20 is '-').
+/// `name` (any bytes) equals `lower` (lowercase letters, and bytes below 0x40 such as '-' or
+/// '/') ignoring ASCII case, in overlapping words. Bit 0x20 is set only where `lower` has a
+/// letter: there it folds case and merges no other byte into the letter; the other bytes must
+/// match exactly ('\r' | 0x20 is '-').
 #[inline(always)]
 pub(super) fn eq_name(name: &[u8], lower: &[u8]) -> bool {
     let n = lower.len();

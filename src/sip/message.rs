@@ -571,15 +571,9 @@ fn looks_like_sip_prefix(buf: &[u8]) -> bool {
             .all(|&b| (0x20..0x7f).contains(&b) || b == b'\r' || b >= 0x80)
 }
 
-/// Starts with "SIP/" in any case: one word comparison. Setting 0x20 on the three letters
-/// merges each only with its other case; the '/' must match as it is.
+/// Starts with "SIP/" in any case (one word comparison, as header names are compared).
 fn is_sip_version(v: &[u8]) -> bool {
-    match v {
-        [a, b, c, d, ..] => {
-            u32::from_le_bytes([*a, *b, *c, *d]) | 0x0020_2020 == u32::from_le_bytes(*b"sip/")
-        }
-        _ => false,
-    }
+    v.len() >= 4 && eq_name(&v[..4], b"sip/")
 }
 
 fn check_version(v: &[u8]) -> Result<(), ParseError> {
@@ -639,11 +633,7 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     let method_s = &line[..first_sp];
     let uri = &line[first_sp + 1..last_sp];
     let version = &line[last_sp + 1..];
-    // A known method is a token: only others are tested.
-    let method = Method::from_bytes(method_s);
-    if matches!(method, Method::Other(_)) && !chars::is_token(method_s) {
-        return Err(ParseError::BadRequestLine);
-    }
+    let method = token_method(method_s, ParseError::BadRequestLine)?;
     check_version(version)?;
     if uri.is_empty() || chars::run_of(Class::RequestUri, uri) < uri.len() {
         return Err(ParseError::BadRequestLine);
@@ -654,6 +644,17 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
         return Err(ParseError::BadUri(Part::RequestUri));
     }
     Ok(StartLine::Request { method, uri })
+}
+
+/// `s` as a method, if it is a token. A known method is one by construction: only others are
+/// tested.
+#[inline(always)]
+fn token_method(s: &[u8], bad: ParseError) -> Result<Method<'_>, ParseError> {
+    let m = Method::from_bytes(s);
+    if matches!(m, Method::Other(_)) && !chars::is_token(s) {
+        return Err(bad);
+    }
+    Ok(m)
 }
 
 fn parse_cseq(v: &[u8]) -> Result<CSeq<'_>, ParseError> {
@@ -671,11 +672,7 @@ fn parse_cseq(v: &[u8]) -> Result<CSeq<'_>, ParseError> {
         return Err(ParseError::BadCSeq);
     }
     let m = &v[j..];
-    // A known method is a token: only others are tested.
-    let method = Method::from_bytes(m);
-    if matches!(method, Method::Other(_)) && !chars::is_token(m) {
-        return Err(ParseError::BadCSeq);
-    }
+    let method = token_method(m, ParseError::BadCSeq)?;
     Ok(CSeq {
         seq: seq as u32,
         method,
