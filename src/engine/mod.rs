@@ -9,6 +9,7 @@
 mod bans;
 mod clock;
 pub mod lists;
+mod memo;
 mod rate;
 mod reason;
 mod tables;
@@ -95,6 +96,8 @@ pub struct Engine {
     dropped_txns: Option<ahash::AHashSet<u64>>,
     /// A ClientHello spread over TLS records, joined.
     tls_scratch: Vec<u8>,
+    /// The scanner check's recent answers.
+    user_agents: memo::UaMemo,
 }
 
 /// Dropped requests remembered for [`Engine::skip_answers_to_dropped`]; past it the memory
@@ -129,6 +132,7 @@ impl Engine {
             shared,
             dropped_txns: None,
             tls_scratch: Vec::new(),
+            user_agents: memo::UaMemo::default(),
         }
     }
 
@@ -184,6 +188,8 @@ impl Engine {
             self.rate = RateLimits::new(&new.rate, new.limits.max_sources);
         }
         self.policy = policy;
+        // The scanner patterns may have changed.
+        self.user_agents.clear();
     }
 
     /// Judges a packet. For `FromPbx` it observes and answers `Observe`.
@@ -467,7 +473,10 @@ impl Engine {
                 _ => return Decision::drop(Reason::MethodNotAllowed),
             }
             if let Some(ua) = m.user_agent {
-                if p.scanner(ua).is_some() {
+                if self
+                    .user_agents
+                    .is_scanner(ua, |ua| p.scanner(ua).is_some())
+                {
                     return Decision::drop(Reason::Scanner);
                 }
             }
