@@ -742,3 +742,28 @@ fn reload_keeps_rate_state_unless_the_limits_change() {
     ));
     assert_eq!(reg(&mut e, "d"), Reason::SecretDomain);
 }
+
+/// The scanner check's answers are remembered per User-Agent; a reload with other patterns
+/// must judge a User-Agent already seen by the new list, both ways.
+#[test]
+fn reload_judges_user_agents_already_seen_by_the_new_scanner_list() {
+    let policy = |toml: &str| {
+        let text = format!("[sip]\ndomains = [\"{DOMAIN}\"]\n{toml}");
+        let c = sipwall::config::Config::from_toml(&text, "t").unwrap();
+        std::sync::Arc::new(c.compile().unwrap())
+    };
+    let d = DOMAIN;
+    let mut e = engine();
+    let options = |n: u32| {
+        request_full("OPTIONS", d, d, d, "", &format!("ua-{n}"), 1, "")
+            .replace("Yealink SIP-T46S", "Acme Desk Phone 7.1 (x-probe build)")
+    };
+    // Seen twice (the second answer from memory), each time not a scanner.
+    assert_eq!(reason(&mut e, PHONE, &options(1), S), Reason::SecretDomain);
+    assert_eq!(reason(&mut e, PHONE, &options(2), S), Reason::SecretDomain);
+    e.set_policy(policy("[scanners]\nuser_agents = [\"X-PROBE\"]\n"));
+    assert_eq!(reason(&mut e, PHONE, &options(3), S), Reason::Scanner);
+    assert_eq!(reason(&mut e, PHONE, &options(4), S), Reason::Scanner);
+    e.set_policy(policy(""));
+    assert_eq!(reason(&mut e, PHONE, &options(5), S), Reason::SecretDomain);
+}
