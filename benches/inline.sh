@@ -56,8 +56,9 @@ send() { ip netns exec "$ns-snd" "$bin/sipwall-load" send --dst 198.18.0.2:5060 
 json() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 # Every consumer sits behind the same kernel rules: those `sipwall run --apply-rules` installs
 # (their conntrack match turns conntrack on, which reassembles fragments before the queue, and
-# which every accepted packet then pays on the consumer's time: ~0.3 us a packet). A consumer
-# measured behind a bare NFQUEUE rule would be spared that, and the ratios would compare rules.
+# which every accepted packet then pays in the verdict's path, on the consumer's time). A
+# consumer measured behind a bare NFQUEUE rule would be spared that: the ratios would compare
+# rules, not consumers.
 queue_rule() { rx "$bin/sipwall" rules apply >/dev/null; }
 unqueue() { rx "$bin/sipwall" rules remove >/dev/null; }
 flush() { rx iptables -F INPUT; }
