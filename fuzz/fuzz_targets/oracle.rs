@@ -1,7 +1,8 @@
 #![no_main]
 //! Oracles: (1) changing header-name case or using the long form of compact names never
 //! changes the verdict; (2) the engine's domain decision agrees with a naive reference that
-//! compares the three hosts by hand.
+//! compares the three hosts by hand; (3) a message judged again from another source gets the
+//! same verdict, though the scanner check then answers from memory.
 use libfuzzer_sys::fuzz_target;
 use sipwall::engine::{Engine, Reason, Shared};
 use sipwall::sip::{self, Framing, Host};
@@ -51,6 +52,13 @@ fuzz_target!(|data: &[u8]| {
     let a = engine().explain(data, src, 1);
     let b = engine().explain(&upcase_names(data), src, 1);
     assert_eq!(a.reason, b.reason, "header-name case changed the verdict");
+
+    // A second source starts with full buckets, and what the first message taught (a dialog)
+    // cannot turn a verdict: only the User-Agent's remembered answer is new.
+    let mut e = engine();
+    e.explain(data, src, 1);
+    let again = e.explain(data, "198.18.0.9".parse().unwrap(), 1);
+    assert_eq!(a.reason, again.reason, "a remembered answer changed the verdict");
 
     if let Ok(m) = sip::parse(data, Framing::Datagram) {
         if let (Some(uri), None) = (m.request_uri(), m.to.tag) {
