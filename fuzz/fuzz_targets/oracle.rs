@@ -58,7 +58,10 @@ fuzz_target!(|data: &[u8]| {
     let mut e = engine();
     e.explain(data, src, 1);
     let again = e.explain(data, "198.18.0.9".parse().unwrap(), 1);
-    assert_eq!(a.reason, again.reason, "a remembered answer changed the verdict");
+    assert_eq!(
+        a.reason, again.reason,
+        "a remembered answer changed the verdict"
+    );
 
     if let Ok(m) = sip::parse(data, Framing::Datagram) {
         if let (Some(uri), None) = (m.request_uri(), m.to.tag) {
