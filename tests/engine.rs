@@ -718,11 +718,6 @@ fn a_client_hello_in_several_records_and_segments_is_read() {
 #[test]
 fn reload_keeps_rate_state_unless_the_limits_change() {
     let slow = "[rate]\nregister = { per_second = 0.01, burst = 1 }\n";
-    let policy = |toml: &str| {
-        let text = format!("[sip]\ndomains = [\"{DOMAIN}\"]\n{toml}");
-        let c = sipwall::config::Config::from_toml(&text, "t").unwrap();
-        std::sync::Arc::new(c.compile().unwrap())
-    };
     let mut e = engine_with(slow);
     let reg = |e: &mut sipwall::engine::Engine, call_id: &str| {
         let m = request_full("REGISTER", DOMAIN, DOMAIN, DOMAIN, "", call_id, 1, "");
@@ -732,12 +727,12 @@ fn reload_keeps_rate_state_unless_the_limits_change() {
     assert_eq!(reg(&mut e, "a"), Reason::SecretDomain);
     assert_eq!(reg(&mut e, "b"), Reason::RateLimited);
     // Same limits, another scanner list: the bucket is still empty.
-    e.set_policy(policy(&format!(
+    e.set_policy(policy_with(&format!(
         "{slow}[scanners]\nuser_agents = [\"x-scan\"]\n"
     )));
     assert_eq!(reg(&mut e, "c"), Reason::RateLimited);
     // New limits: new buckets.
-    e.set_policy(policy(
+    e.set_policy(policy_with(
         "[rate]\nregister = { per_second = 1.0, burst = 5 }\n",
     ));
     assert_eq!(reg(&mut e, "d"), Reason::SecretDomain);
@@ -747,11 +742,6 @@ fn reload_keeps_rate_state_unless_the_limits_change() {
 /// must judge a User-Agent already seen by the new list, both ways.
 #[test]
 fn reload_judges_user_agents_already_seen_by_the_new_scanner_list() {
-    let policy = |toml: &str| {
-        let text = format!("[sip]\ndomains = [\"{DOMAIN}\"]\n{toml}");
-        let c = sipwall::config::Config::from_toml(&text, "t").unwrap();
-        std::sync::Arc::new(c.compile().unwrap())
-    };
     let d = DOMAIN;
     let mut e = engine();
     let options = |n: u32| {
@@ -761,9 +751,9 @@ fn reload_judges_user_agents_already_seen_by_the_new_scanner_list() {
     // Seen twice (the second answer from memory), each time not a scanner.
     assert_eq!(reason(&mut e, PHONE, &options(1), S), Reason::SecretDomain);
     assert_eq!(reason(&mut e, PHONE, &options(2), S), Reason::SecretDomain);
-    e.set_policy(policy("[scanners]\nuser_agents = [\"X-PROBE\"]\n"));
+    e.set_policy(policy_with("[scanners]\nuser_agents = [\"X-PROBE\"]\n"));
     assert_eq!(reason(&mut e, PHONE, &options(3), S), Reason::Scanner);
     assert_eq!(reason(&mut e, PHONE, &options(4), S), Reason::Scanner);
-    e.set_policy(policy(""));
+    e.set_policy(policy_with(""));
     assert_eq!(reason(&mut e, PHONE, &options(5), S), Reason::SecretDomain);
 }

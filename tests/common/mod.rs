@@ -9,13 +9,18 @@ use std::sync::Arc;
 pub const DOMAIN: &str = "sip.example.com";
 pub const PBX: &str = "198.18.0.2:5060";
 
-pub fn engine_with(toml: &str) -> Engine {
+/// The tests' policy from `toml`: the test domain unless it names one, and the PBX.
+pub fn policy_with(toml: &str) -> Arc<sipwall::config::Policy> {
     let mut c = Config::from_toml(toml, "test").unwrap();
     if c.sip.domains.is_empty() {
         c.sip.domains = vec![DOMAIN.into()];
     }
     c.sip.pbx = vec!["198.18.0.2".parse().unwrap()];
-    Engine::new(Arc::new(c.compile().unwrap()), Arc::new(Shared::new()))
+    Arc::new(c.compile().unwrap())
+}
+
+pub fn engine_with(toml: &str) -> Engine {
+    Engine::new(policy_with(toml), Arc::new(Shared::new()))
 }
 
 pub fn engine() -> Engine {
