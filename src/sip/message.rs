@@ -346,7 +346,9 @@ impl<'a> HeaderIter<'a> {
                     break;
                 }
             }
-            if !matches!(buf.get(nl + 1), Some(b' ' | b'\t')) {
+            // A fold: the next line starts with SP or HT (one bit test for both).
+            let next = buf.get(nl + 1).map_or(0, |&b| u64::from(b));
+            if next >= 64 || (1u64 << next) & (1u64 << b' ' | 1u64 << b'\t') == 0 {
                 break;
             }
             nl += 1;
