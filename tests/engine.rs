@@ -757,3 +757,28 @@ fn reload_judges_user_agents_already_seen_by_the_new_scanner_list() {
     e.set_policy(policy_with(""));
     assert_eq!(reason(&mut e, PHONE, &options(5), S), Reason::SecretDomain);
 }
+
+/// A runtime entry (`sipwall ctl deny|allow`, a feed) reaches a worker's engine on its next
+/// packet, and its removal too: each engine keeps its own view of the lists.
+#[test]
+fn runtime_entries_apply_to_running_engines_at_once() {
+    use sipwall::engine::{Entry, ListKind};
+    let d = DOMAIN;
+    let mut e = engine();
+    let msg = |n: u32| request_full("OPTIONS", d, d, d, "", &format!("rt-{n}"), 1, "");
+    let entry = |net: &str, kind| Entry {
+        net: net.parse().unwrap(),
+        kind,
+        since_ns: 0,
+        until_ns: None,
+        provenance: "ctl".into(),
+    };
+    assert_eq!(reason(&mut e, PHONE, &msg(1), S), Reason::SecretDomain);
+    let shared = e.shared().clone();
+    shared.set_entries(vec![entry("198.18.0.1/32", ListKind::Deny)]);
+    assert_eq!(reason(&mut e, PHONE, &msg(2), S), Reason::DeniedSource);
+    shared.set_entries(vec![entry("198.18.0.0/24", ListKind::Allow)]);
+    assert_eq!(reason(&mut e, PHONE, &msg(3), S), Reason::AllowedSource);
+    shared.set_entries(Vec::new());
+    assert_eq!(reason(&mut e, PHONE, &msg(4), S), Reason::SecretDomain);
+}

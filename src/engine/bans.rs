@@ -78,6 +78,29 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// The runtime lists as one worker reads them for every packet: while they are unchanged a
+/// read is one pointer comparison (a plain `load` took about 110 instructions a packet,
+/// through arc-swap's per-thread debt slots).
+pub struct ListsCache(arc_swap::Cache<ListsOf, Arc<Lists>>);
+
+impl ListsCache {
+    /// The lists in force now.
+    #[inline]
+    pub fn get(&mut self) -> &Lists {
+        self.0.load()
+    }
+}
+
+/// [`Shared`]'s lists, as [`arc_swap::Cache`] wants them: something that derefs to the swap.
+struct ListsOf(Arc<Shared>);
+
+impl std::ops::Deref for ListsOf {
+    type Target = ArcSwap<Lists>;
+    fn deref(&self) -> &ArcSwap<Lists> {
+        &self.0.lists
+    }
+}
+
 /// Everything [`Shared`] holds, as saved in the state directory.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -213,6 +236,11 @@ impl Shared {
     #[inline]
     pub fn lists(&self) -> arc_swap::Guard<Arc<Lists>> {
         self.lists.load()
+    }
+
+    /// A worker's own view of [`Shared::lists`], for reading them on every packet.
+    pub fn lists_cache(self: &Arc<Self>) -> ListsCache {
+        ListsCache(arc_swap::Cache::new(ListsOf(self.clone())))
     }
 
     /// Replaces the runtime entries (the `Lists` helpers build the new set).

@@ -1,6 +1,7 @@
 //! Allow and deny entries added while running: by an operator (`sipwall ctl allow|deny`) or
-//! from blocklist feeds. Each has a provenance and an optional expiry. Workers read them
-//! through an `ArcSwap` (one atomic load a packet); changes build a new snapshot.
+//! from blocklist feeds. Each has a provenance and an optional expiry. They live in an
+//! `ArcSwap`; changes build a new snapshot, and each worker reads it through its own cache
+//! (one pointer comparison a packet while it is unchanged).
 
 use crate::config::CidrSet;
 use ipnet::IpNet;

@@ -98,6 +98,8 @@ pub struct Engine {
     tls_scratch: Vec<u8>,
     /// The scanner check's recent answers.
     user_agents: memo::UaMemo,
+    /// The runtime allow/deny lists, as this worker last saw them.
+    lists: bans::ListsCache,
 }
 
 /// Dropped requests remembered for [`Engine::skip_answers_to_dropped`]; past it the memory
@@ -129,6 +131,7 @@ impl Engine {
             counters: Counters::default(),
             last_maintenance: 0,
             policy,
+            lists: shared.lists_cache(),
             shared,
             dropped_txns: None,
             tls_scratch: Vec::new(),
@@ -691,8 +694,8 @@ impl Engine {
     }
 
     /// The first checks, on the source alone: allow list, deny list, ban.
-    fn source(&self, ip: IpAddr, now: u64) -> Result<Src, Decision> {
-        let lists = self.shared.lists();
+    fn source(&mut self, ip: IpAddr, now: u64) -> Result<Src, Decision> {
+        let lists = self.lists.get();
         let allowed = self.policy.is_allowed(ip) || lists.is_allowed(ip);
         let key = source_key(ip, self.policy.ipv6_prefix);
         if !allowed {
