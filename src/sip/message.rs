@@ -143,8 +143,9 @@ pub struct NameAddr<'a> {
     /// Display name as written (quotes included when quoted).
     pub display: Option<&'a [u8]>,
     pub uri: Uri<'a>,
-    /// Header parameters including the leading ';', or empty.
-    pub params: &'a [u8],
+    /// The `tag` parameter. The other header parameters are checked and not kept: nothing
+    /// reads them, and at 128 bytes a name-addr is moved by a few vector stores where at
+    /// 144 it took two calls to memcpy a message.
     pub tag: Option<&'a [u8]>,
 }
 
@@ -866,12 +867,7 @@ pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError>
     })?;
     let params = chars::trim_lws(&v[after..]);
     let tag = parse_params(params, bad)?;
-    Ok(NameAddr {
-        display,
-        uri,
-        params,
-        tag,
-    })
+    Ok(NameAddr { display, uri, tag })
 }
 
 /// `<uri>` starting at `lt`: the URI and the index after '>'. No LWS is allowed inside (RFC
