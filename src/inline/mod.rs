@@ -295,8 +295,8 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
         // after (both were a stall a packet, together ~8% of the worker's time).
         if n > 1 {
             for i in 0..n {
-                if let IpView::Packet(p) = Packet::from_ip(q.packet(i).payload) {
-                    engine.warm(p.src.ip());
+                if let Some(ip) = Packet::source_of(q.packet(i).payload) {
+                    engine.warm(ip);
                 }
             }
         }
