@@ -231,20 +231,27 @@ mod tests {
             [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
         );
         for tcp in [false, true] {
-            for p in [
-                build(
-                    etherparse::PacketBuilder::ipv4(v4, [198, 18, 0, 2], 64),
-                    tcp,
+            for (p, header) in [
+                (
+                    build(
+                        etherparse::PacketBuilder::ipv4(v4, [198, 18, 0, 2], 64),
+                        tcp,
+                    ),
+                    20,
                 ),
-                build(etherparse::PacketBuilder::ipv6(v6, [0x20; 16], 64), tcp),
+                (
+                    build(etherparse::PacketBuilder::ipv6(v6, [0x20; 16], 64), tcp),
+                    40,
+                ),
             ] {
                 let IpView::Packet(read) = Packet::from_ip(&p) else {
                     panic!("readable")
                 };
                 assert_eq!(Packet::source_of(&p), Some(read.src.ip()));
-                // Cut short, or not IP: no guess, and no panic.
+                // Cut inside the header: no guess (and no panic); past it, the same source.
                 for cut in 0..p.len() {
-                    let _ = Packet::source_of(&p[..cut]);
+                    let want = (cut >= header).then(|| read.src.ip());
+                    assert_eq!(Packet::source_of(&p[..cut]), want, "{cut}");
                 }
             }
         }
