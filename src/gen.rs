@@ -348,6 +348,11 @@ impl Generator {
         g
     }
 
+    /// The frames made so far (Ethernet), with their times in ns, in the order made.
+    pub fn frames(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.frames.iter().map(|(t, f)| (*t, &f[..]))
+    }
+
     /// Writes a classic pcap (microsecond times, Ethernet).
     pub fn write_pcap(&self, w: &mut impl Write) -> std::io::Result<()> {
         // magic, v2.4, thiszone, sigfigs, snaplen, LINKTYPE_ETHERNET

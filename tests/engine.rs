@@ -782,3 +782,57 @@ fn runtime_entries_apply_to_running_engines_at_once() {
     shared.set_entries(Vec::new());
     assert_eq!(reason(&mut e, PHONE, &msg(4), S), Reason::SecretDomain);
 }
+
+/// Drivers holding a batch read its messages ahead (`read_ahead`, `warm_ahead`) and then
+/// decide each packet with what was read (`decide_ahead`): every decision, and every count,
+/// must be the one that deciding the packets one by one gives. A generated mix of phones over
+/// UDP and TCP, IPv4 and IPv6, scanners, password guessers answered by the PBX (bans), RTP.
+#[test]
+fn deciding_a_batch_read_ahead_is_deciding_it_packet_by_packet() {
+    use sipwall::engine::Ahead;
+    use sipwall::net::{IpView, Packet};
+    let g = sipwall::gen::Generator::mixed("sip.example.com", 20_000);
+    let mut frames: Vec<(u64, Vec<u8>)> = g.frames().map(|(t, f)| (t, f[14..].to_vec())).collect();
+    frames.sort_by_key(|(t, _)| *t);
+    let pbx: Vec<std::net::IpAddr> = vec![sipwall::gen::PBX_V4.into(), sipwall::gen::PBX_V6.into()];
+    let (mut one, mut batched) = (engine(), engine());
+    let mut reasons = std::collections::HashSet::new();
+    for group in frames.chunks(16) {
+        let views: Vec<(Packet, Direction, u64)> = group
+            .iter()
+            .filter_map(|(t, f)| match Packet::from_ip(f) {
+                IpView::Packet(p) => {
+                    let dir = if pbx.contains(&p.src.ip()) {
+                        Direction::FromPbx
+                    } else {
+                        Direction::ToPbx
+                    };
+                    Some((p, dir, *t))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut ahead: Vec<Ahead> = views.iter().map(|_| Ahead::none()).collect();
+        for ((p, dir, _), a) in views.iter().zip(&mut ahead) {
+            batched.read_ahead(p, *dir, a);
+        }
+        for a in &ahead {
+            batched.warm_ahead(a);
+        }
+        for ((p, dir, t), a) in views.iter().zip(&ahead) {
+            let want = one.decide(p, *dir, *t);
+            assert_eq!(batched.decide_ahead(p, *dir, *t, a), want, "{p:?}");
+            reasons.insert(want.reason);
+        }
+    }
+    assert_eq!(batched.counters(), one.counters());
+    assert!(one.counters().bans > 0, "the mix bans guessers");
+    for r in [
+        Reason::SecretDomain,
+        Reason::Scanner,
+        Reason::InDialog,
+        Reason::Banned,
+    ] {
+        assert!(reasons.contains(&r), "the mix has {r:?}: {reasons:?}");
+    }
+}

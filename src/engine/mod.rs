@@ -8,6 +8,7 @@
 
 mod bans;
 mod clock;
+mod index;
 pub mod lists;
 mod memo;
 mod rate;
@@ -216,7 +217,7 @@ impl Engine {
             Direction::FromPbx => {
                 Decision::new(Verdict::Observe, self.observe_inner(pkt, now, sink))
             }
-            Direction::ToPbx => self.judge_to_pbx(pkt, now, sink),
+            Direction::ToPbx => self.judge_to_pbx(pkt, now, sink, &Ahead::NONE),
         };
         self.counters.count(&d);
         d
@@ -242,7 +243,13 @@ impl Engine {
         self.shared.expire(now);
     }
 
-    fn judge_to_pbx(&mut self, pkt: &Packet, now: u64, sink: &mut dyn FnMut(&Outcome)) -> Decision {
+    fn judge_to_pbx<'p>(
+        &mut self,
+        pkt: &Packet<'p>,
+        now: u64,
+        sink: &mut dyn FnMut(&Outcome),
+        ahead: &Ahead<'p>,
+    ) -> Decision {
         let src = match self.source(pkt.src.ip(), now) {
             Ok(src) => src,
             Err(d) => {
@@ -275,7 +282,7 @@ impl Engine {
                 }
             }
             _ => {
-                let j = self.judge(pkt.payload, Framing::Datagram, &src, now);
+                let j = self.judge(pkt.payload, Framing::Datagram, &src, now, ahead);
                 sink(&Outcome {
                     what: j.what,
                     decision: j.decision,
@@ -420,6 +427,7 @@ impl Engine {
         framing: Framing,
         src: &Src,
         now: u64,
+        ahead: &Ahead<'a>,
     ) -> Judged<'a> {
         if sip::is_keepalive(payload) {
             return Judged {
@@ -433,9 +441,18 @@ impl Engine {
                 decision: Decision::drop(Reason::TooLarge),
             };
         }
-        match sip::parse(payload, framing) {
-            Ok(m) => self.judge_message(&m, src, now),
-            Err(e) => self.unreadable(e, src),
+        // Read here unless the driver read it ahead (it is not moved: a message is 520 bytes).
+        let parsed;
+        let read = match &ahead.0 {
+            Some(read) => read,
+            None => {
+                parsed = sip::parse(payload, framing);
+                &parsed
+            }
+        };
+        match read {
+            Ok(m) => self.judge_message(m, src, now),
+            Err(e) => self.unreadable(*e, src),
         }
     }
 
@@ -679,8 +696,59 @@ impl Engine {
     pub fn explain(&mut self, payload: &[u8], source: IpAddr, now: u64) -> Decision {
         PassedClock::set(now);
         match self.source(source, now) {
-            Ok(src) => self.judge(payload, Framing::Datagram, &src, now).decision,
+            Ok(src) => {
+                self.judge(payload, Framing::Datagram, &src, now, &Ahead::NONE)
+                    .decision
+            }
             Err(d) => d,
+        }
+    }
+
+    /// As [`Engine::decide`], with what [`Engine::read_ahead`] read of the packet.
+    pub fn decide_ahead(
+        &mut self,
+        pkt: &Packet,
+        dir: Direction,
+        now: u64,
+        ahead: &Ahead,
+    ) -> Decision {
+        PassedClock::set(now);
+        if now.saturating_sub(self.last_maintenance) >= MAINTENANCE_NS {
+            self.maintain(now);
+        }
+        let d = match dir {
+            Direction::FromPbx => {
+                Decision::new(Verdict::Observe, self.observe_inner(pkt, now, &mut |_| {}))
+            }
+            Direction::ToPbx => self.judge_to_pbx(pkt, now, &mut |_| {}, ahead),
+        };
+        self.counters.count(&d);
+        d
+    }
+
+    /// A driver's pass over a batch before deciding it: reads the packet's UDP message (as
+    /// `decide` would), changing nothing. The parser's code then stays in cache across the
+    /// batch, and [`Engine::warm_ahead`] can touch what the decisions will use.
+    /// `out` is written in place (a message is 520 bytes: returned, it was copied twice).
+    pub fn read_ahead<'a>(&self, pkt: &Packet<'a>, dir: Direction, out: &mut Ahead<'a>) {
+        let udp = !(pkt.transport == Transport::Tcp && pkt.tcp.is_some());
+        out.0 = None;
+        if dir != Direction::ToPbx
+            || !udp
+            || sip::is_keepalive(pkt.payload)
+            || pkt.payload.len() > self.policy.config.limits.max_message_bytes
+        {
+            return;
+        }
+        out.0 = Some(sip::parse(pkt.payload, Framing::Datagram));
+    }
+
+    /// Touches the dialog and transaction entries judging a message read ahead will use. A
+    /// driver calls it for a batch's packets one after another (their misses overlap only
+    /// when the lookups are close together: a parse between two of them serialises them).
+    pub fn warm_ahead(&self, ahead: &Ahead) {
+        if let Some(Ok(m)) = &ahead.0 {
+            self.tables.warm(m);
         }
     }
 
@@ -707,6 +775,20 @@ impl Engine {
             }
         }
         Ok(Src { ip, key, allowed })
+    }
+}
+
+/// A packet's UDP message as [`Engine::read_ahead`] read it, for [`Engine::decide_ahead`].
+pub struct Ahead<'a>(Option<Result<Message<'a>, ParseError>>);
+
+impl Ahead<'_> {
+    /// Nothing read ahead: the decision reads the packet itself.
+    pub const NONE: Ahead<'static> = Ahead(None);
+
+    /// [`Ahead::NONE`] as a value built in place (the constant is a 520-byte image to copy).
+    #[inline(always)]
+    pub fn none() -> Self {
+        Ahead(None)
     }
 }
 

@@ -2,8 +2,9 @@
 //! that may fail authentication, and requests the PBX sent (so responses to them are known).
 //! Keys are 64-bit hashes, so no per-message allocation; every table is bounded and expires.
 
+use super::index::Index;
 use crate::sip::Message;
-use ahash::{AHashMap, RandomState};
+use ahash::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 
@@ -63,13 +64,13 @@ const PBX_INVITE_LIFETIME_NS: u64 = 200_000_000_000;
 
 pub struct Tables {
     hasher: RandomState,
-    dialogs: AHashMap<u64, u64>,
+    dialogs: Index<u64>,
     /// Transaction key → its slot in `slots`. The records (about 270 bytes each) stay put in
-    /// the slab: the map moves only 12-byte entries when it grows, and stays cache-sized.
-    txns: AHashMap<u64, u32>,
+    /// the slab: the index moves only 16-byte cells when it grows, and stays cache-sized.
+    txns: Index<u32>,
     slots: Vec<Txn>,
     free: Vec<u32>,
-    pbx_requests: AHashMap<u64, u64>,
+    pbx_requests: Index<u64>,
     max_dialogs: usize,
     max_txns: usize,
     dialog_idle: u64,
@@ -80,11 +81,11 @@ impl Tables {
     pub fn new(max_dialogs: usize, max_txns: usize, dialog_idle: u64) -> Self {
         Tables {
             hasher: RandomState::new(),
-            dialogs: AHashMap::new(),
-            txns: AHashMap::new(),
+            dialogs: Index::new(),
+            txns: Index::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            pbx_requests: AHashMap::new(),
+            pbx_requests: Index::new(),
             max_dialogs,
             max_txns,
             dialog_idle,
@@ -113,12 +114,12 @@ impl Tables {
     }
 
     pub fn dialog_known(&self, call_id: &[u8]) -> bool {
-        self.dialogs.contains_key(&self.call_key(call_id))
+        self.dialogs.contains_key(self.call_key(call_id))
     }
 
     pub fn note_dialog(&mut self, call_id: &[u8], now: u64) {
         let k = self.call_key(call_id);
-        if self.dialogs.len() >= self.max_dialogs && !self.dialogs.contains_key(&k) {
+        if self.dialogs.len() >= self.max_dialogs && !self.dialogs.contains_key(k) {
             self.refused += 1;
             return;
         }
@@ -126,29 +127,31 @@ impl Tables {
     }
 
     pub fn note_txn(&mut self, m: &Message, t: TxnFrom, now: u64) {
-        use std::collections::hash_map::Entry;
         let k = self.txn_key(m);
-        let full = self.txns.len() >= self.max_txns;
-        let i = match self.txns.entry(k) {
-            Entry::Occupied(o) => *o.get(),
-            Entry::Vacant(_) if full => {
+        let i = match self.txns.get(k) {
+            Some(i) => i,
+            None if self.txns.len() >= self.max_txns => {
                 self.refused += 1;
                 return;
             }
-            Entry::Vacant(v) => *v.insert(match self.free.pop() {
-                Some(i) => i,
-                None => {
-                    self.slots.push(Txn {
-                        key: 0,
-                        ip: IpAddr::from([0, 0, 0, 0]),
-                        had_auth: false,
-                        user: Inline::new(b""),
-                        line: Inline::new(b""),
-                        expires: 0,
-                    });
-                    (self.slots.len() - 1) as u32
-                }
-            }),
+            None => {
+                let i = match self.free.pop() {
+                    Some(i) => i,
+                    None => {
+                        self.slots.push(Txn {
+                            key: 0,
+                            ip: IpAddr::from([0, 0, 0, 0]),
+                            had_auth: false,
+                            user: Inline::new(b""),
+                            line: Inline::new(b""),
+                            expires: 0,
+                        });
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                self.txns.insert(k, i);
+                i
+            }
         };
         let slot = &mut self.slots[i as usize];
         slot.key = t.key;
@@ -159,20 +162,30 @@ impl Tables {
         slot.expires = now + TXN_LIFETIME_NS;
     }
 
+    /// Touches the dialog and transaction entries judging `m` will read or write.
+    pub fn warm(&self, m: &Message) {
+        if m.to.tag.is_some() || m.method().is_some_and(|x| x.creates_dialog()) {
+            self.dialogs.prefetch(self.call_key(m.call_id));
+        }
+        if m.method() == Some(crate::sip::Method::Register) || m.authorization.is_some() {
+            self.txns.prefetch(self.txn_key(m));
+        }
+    }
+
     /// The transaction with key `k` (see [`Tables::txn_key`]), if remembered.
     pub fn txn(&self, k: u64) -> Option<&Txn> {
-        self.txns.get(&k).map(|&i| &self.slots[i as usize])
+        self.txns.get(k).map(|i| &self.slots[i as usize])
     }
 
     pub fn forget_txn(&mut self, k: u64) {
-        if let Some(i) = self.txns.remove(&k) {
+        if let Some(i) = self.txns.remove(k) {
             self.free.push(i);
         }
     }
 
     pub fn note_pbx_request(&mut self, m: &Message, now: u64) {
         let k = self.txn_key(m);
-        if self.pbx_requests.len() >= self.max_txns && !self.pbx_requests.contains_key(&k) {
+        if self.pbx_requests.len() >= self.max_txns && !self.pbx_requests.contains_key(k) {
             self.refused += 1;
             return;
         }
@@ -186,7 +199,7 @@ impl Tables {
 
     /// Does this response answer a request the PBX sent?
     pub fn pbx_sent(&self, m: &Message) -> bool {
-        !self.pbx_requests.is_empty() && self.pbx_requests.contains_key(&self.txn_key(m))
+        !self.pbx_requests.is_empty() && self.pbx_requests.contains_key(self.txn_key(m))
     }
 
     pub fn expire(&mut self, now: u64) {

@@ -16,10 +16,12 @@ pub mod rules;
 pub mod state;
 
 use crate::config::Policy;
-use crate::engine::{Counters, Decision, Direction, Engine, Reason, Shared, Verdict};
+use crate::engine::{Ahead, Counters, Decision, Direction, Engine, Reason, Shared, Verdict};
 use crate::net::{IpView, Packet};
 use prometheus_client::metrics::histogram::Histogram;
-use queue::{Backend, Queue};
+use queue::{Backend, Queue, Received};
+/// Packets a worker reads ahead before deciding them (see the worker loop).
+const GROUP: usize = 16;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -290,54 +292,84 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
             report.packets += n as u64;
             report.last_ns = now;
         }
-        // Two passes over the batch around the decisions, so that the lookups of thousands of
-        // sources' entries overlap their cache misses: the engine's state first, the tally
-        // after (both were a stall a packet, together ~8% of the worker's time).
-        if n > 1 {
-            for i in 0..n {
-                if let Some(ip) = Packet::source_of(q.packet(i).payload) {
-                    engine.warm(ip);
-                }
-            }
-        }
+        // The batch in groups, in passes: the group's rate-limit entries are touched, its
+        // messages read, the dialog and transaction cells their decisions will use prefetched,
+        // then the packets decided in order. Each pass's lookups come back to back so that
+        // their cache misses overlap (a parse between two lookups serialises them), and the
+        // parser's code stays hot. The tally's misses overlap after the batch.
         noted.clear();
-        for i in 0..n {
-            seen += 1;
-            let timed = (seen % LATENCY_SAMPLE == 0).then(Instant::now);
-            let got = q.packet(i);
-            let d = match Packet::from_ip(got.payload) {
-                IpView::Packet(p) => {
-                    let dir = direction(p.src.ip(), got.hook, &policy);
-                    let d = engine.decide(&p, dir, now);
-                    if d.verdict == Verdict::Drop {
-                        drops.drop(p.src.ip(), d.reason, now);
+        let mut first = 0;
+        while first < n {
+            let group = (n - first).min(GROUP);
+            let mut verdicts = [queue::Verdict::Accept; GROUP];
+            {
+                let got: [Option<Received>; GROUP] =
+                    std::array::from_fn(|k| (k < group).then(|| q.packet(first + k)));
+                let views: [Option<(Packet, Direction)>; GROUP] = std::array::from_fn(|k| {
+                    let r = got[k].as_ref()?;
+                    match Packet::from_ip(r.payload) {
+                        IpView::Packet(p) => {
+                            let dir = direction(p.src.ip(), r.hook, &policy);
+                            Some((p, dir))
+                        }
+                        _ => None,
                     }
-                    if dir == Direction::ToPbx {
-                        noted.push((p.src.ip(), d.verdict == Verdict::Drop));
+                });
+                for (p, _) in views.iter().flatten() {
+                    engine.warm(p.src.ip());
+                }
+                let mut ahead: [Ahead; GROUP] = std::array::from_fn(|_| Ahead::none());
+                for (v, a) in views.iter().zip(&mut ahead) {
+                    if let Some((p, dir)) = v {
+                        engine.read_ahead(p, *dir, a);
                     }
-                    d
                 }
-                // Conntrack reassembles fragments before the queue (the rules turn it on); one
-                // that still arrives could hide a request.
-                IpView::Fragment { .. } => counted(&mut engine, Decision::drop(Reason::Fragment)),
-                IpView::OtherProtocol { .. } | IpView::Invalid => {
-                    counted(&mut engine, Decision::accept(Reason::NotInspected))
+                for a in &ahead[..group] {
+                    engine.warm_ahead(a);
                 }
-            };
-            let v = if d.verdict == Verdict::Drop {
-                if dry_run {
-                    report.would_drop.count(&d);
-                    queue::Verdict::Accept
-                } else {
-                    queue::Verdict::Drop
+                for k in 0..group {
+                    seen += 1;
+                    let timed = (seen % LATENCY_SAMPLE == 0).then(Instant::now);
+                    let d = match (&views[k], got[k].as_ref()) {
+                        (Some((p, dir)), _) => {
+                            let d = engine.decide_ahead(p, *dir, now, &ahead[k]);
+                            if d.verdict == Verdict::Drop {
+                                drops.drop(p.src.ip(), d.reason, now);
+                            }
+                            if *dir == Direction::ToPbx {
+                                noted.push((p.src.ip(), d.verdict == Verdict::Drop));
+                            }
+                            d
+                        }
+                        (None, Some(r)) => match Packet::from_ip(r.payload) {
+                            // Conntrack reassembles fragments before the queue (the rules
+                            // turn it on); one that still arrives could hide a request.
+                            IpView::Fragment { .. } => {
+                                counted(&mut engine, Decision::drop(Reason::Fragment))
+                            }
+                            _ => counted(&mut engine, Decision::accept(Reason::NotInspected)),
+                        },
+                        (None, None) => unreachable!("k < group"),
+                    };
+                    verdicts[k] = if d.verdict == Verdict::Drop {
+                        if dry_run {
+                            report.would_drop.count(&d);
+                            queue::Verdict::Accept
+                        } else {
+                            queue::Verdict::Drop
+                        }
+                    } else {
+                        queue::Verdict::Accept
+                    };
+                    if let Some(t) = timed {
+                        ctl.latency.observe(t.elapsed().as_secs_f64());
+                    }
                 }
-            } else {
-                queue::Verdict::Accept
-            };
-            q.set_verdict(i, v)?;
-            if let Some(t) = timed {
-                ctl.latency.observe(t.elapsed().as_secs_f64());
             }
+            for (k, v) in verdicts.iter().take(group).enumerate() {
+                q.set_verdict(first + k, *v)?;
+            }
+            first += group;
         }
         q.flush()?;
         for &(ip, dropped) in &noted {
