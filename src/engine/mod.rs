@@ -209,6 +209,17 @@ impl Engine {
         now: u64,
         sink: &mut dyn FnMut(&Outcome),
     ) -> Decision {
+        self.decide_inner(pkt, dir, now, sink, &Ahead::NONE)
+    }
+
+    fn decide_inner<'p>(
+        &mut self,
+        pkt: &Packet<'p>,
+        dir: Direction,
+        now: u64,
+        sink: &mut dyn FnMut(&Outcome),
+        ahead: &Ahead<'p>,
+    ) -> Decision {
         PassedClock::set(now);
         if now.saturating_sub(self.last_maintenance) >= MAINTENANCE_NS {
             self.maintain(now);
@@ -217,7 +228,7 @@ impl Engine {
             Direction::FromPbx => {
                 Decision::new(Verdict::Observe, self.observe_inner(pkt, now, sink))
             }
-            Direction::ToPbx => self.judge_to_pbx(pkt, now, sink, &Ahead::NONE),
+            Direction::ToPbx => self.judge_to_pbx(pkt, now, sink, ahead),
         };
         self.counters.count(&d);
         d
@@ -705,25 +716,14 @@ impl Engine {
     }
 
     /// As [`Engine::decide`], with what [`Engine::read_ahead`] read of the packet.
-    pub fn decide_ahead(
+    pub fn decide_ahead<'p>(
         &mut self,
-        pkt: &Packet,
+        pkt: &Packet<'p>,
         dir: Direction,
         now: u64,
-        ahead: &Ahead,
+        ahead: &Ahead<'p>,
     ) -> Decision {
-        PassedClock::set(now);
-        if now.saturating_sub(self.last_maintenance) >= MAINTENANCE_NS {
-            self.maintain(now);
-        }
-        let d = match dir {
-            Direction::FromPbx => {
-                Decision::new(Verdict::Observe, self.observe_inner(pkt, now, &mut |_| {}))
-            }
-            Direction::ToPbx => self.judge_to_pbx(pkt, now, &mut |_| {}, ahead),
-        };
-        self.counters.count(&d);
-        d
+        self.decide_inner(pkt, dir, now, &mut |_| {}, ahead)
     }
 
     /// A driver's pass over a batch before deciding it: reads the packet's UDP message (as
