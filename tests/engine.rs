@@ -813,8 +813,8 @@ fn deciding_a_batch_read_ahead_is_deciding_it_packet_by_packet() {
             })
             .collect();
         let mut ahead: Vec<Ahead> = views.iter().map(|_| Ahead::none()).collect();
-        for ((p, dir, _), a) in views.iter().zip(&mut ahead) {
-            batched.read_ahead(p, *dir, a);
+        for ((p, dir, t), a) in views.iter().zip(&mut ahead) {
+            batched.read_ahead(p, *dir, *t, a);
         }
         for a in &ahead {
             batched.warm_ahead(a);

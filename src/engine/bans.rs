@@ -123,6 +123,16 @@ impl Shared {
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// As [`Shared::is_banned`], changing nothing (an expired ban stays for `is_banned`).
+    #[inline]
+    pub fn ban_holds(&self, key: SourceKey, now: u64) -> bool {
+        self.count.load(Ordering::Relaxed) != 0
+            && self
+                .bans
+                .get(&key)
+                .is_some_and(|b| !matches!(b.until_ns, Some(u) if u <= now))
+    }
+
     /// True when `key` is banned at `now` (an expired ban is removed).
     #[inline]
     pub fn is_banned(&self, key: SourceKey, now: u64) -> bool {

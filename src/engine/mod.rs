@@ -728,15 +728,22 @@ impl Engine {
 
     /// A driver's pass over a batch before deciding it: reads the packet's UDP message (as
     /// `decide` would), changing nothing. The parser's code then stays in cache across the
-    /// batch, and [`Engine::warm_ahead`] can touch what the decisions will use.
-    /// `out` is written in place (a message is 520 bytes: returned, it was copied twice).
-    pub fn read_ahead<'a>(&self, pkt: &Packet<'a>, dir: Direction, out: &mut Ahead<'a>) {
+    /// batch, and [`Engine::warm_ahead`] can touch what the decisions will use. `out` is
+    /// written in place (a message is 520 bytes: returned, it was copied twice).
+    ///
+    /// What is read ahead is only ever what `decide` would read itself, so a packet it skips
+    /// is still judged whole; it skips those `decide` would not parse (TCP, keepalives, too
+    /// large) and banned sources, whose flood must stay as cheap as a ban lookup.
+    pub fn read_ahead<'a>(&self, pkt: &Packet<'a>, dir: Direction, now: u64, out: &mut Ahead<'a>) {
         let udp = !(pkt.transport == Transport::Tcp && pkt.tcp.is_some());
         out.0 = None;
         if dir != Direction::ToPbx
             || !udp
             || sip::is_keepalive(pkt.payload)
             || pkt.payload.len() > self.policy.config.limits.max_message_bytes
+            || self
+                .shared
+                .ban_holds(source_key(pkt.src.ip(), self.policy.ipv6_prefix), now)
         {
             return;
         }

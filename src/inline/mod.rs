@@ -321,7 +321,7 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
                 let mut ahead: [Ahead; GROUP] = std::array::from_fn(|_| Ahead::none());
                 for (v, a) in views.iter().zip(&mut ahead) {
                     if let Some((p, dir)) = v {
-                        engine.read_ahead(p, *dir, a);
+                        engine.read_ahead(p, *dir, now, a);
                     }
                 }
                 for a in &ahead[..group] {
