@@ -187,20 +187,25 @@ impl<V: Copy + Default> Index<V> {
     /// Changes nothing and never faults.
     #[inline]
     pub fn prefetch(&self, key: u64) {
-        if self.cells.is_empty() {
-            return;
+        if let Some(c) = self.cells.get(stored(key) as usize & self.mask()) {
+            prefetch(c);
         }
-        let p = &self.cells[stored(key) as usize & self.mask()] as *const Cell<V>;
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch reads nothing the program sees and never faults; the address is
-        // inside the live vector anyway.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = p;
     }
+}
+
+/// Brings the cache line holding `*r` toward the cache; changes nothing.
+#[inline(always)]
+pub fn prefetch<T>(r: &T) {
+    let p = (r as *const T).cast::<i8>();
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program sees and never faults; the address is that
+    // of a live reference anyway.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 #[cfg(test)]

@@ -750,19 +750,23 @@ impl Engine {
         out.0 = Some(sip::parse(pkt.payload, Framing::Datagram));
     }
 
-    /// Touches the dialog and transaction entries judging a message read ahead will use. A
-    /// driver calls it for a batch's packets one after another (their misses overlap only
-    /// when the lookups are close together: a parse between two of them serialises them).
-    pub fn warm_ahead(&self, ahead: &Ahead) {
+    /// Brings in the source's rate-limit state (its index cell came in with [`Engine::warm`])
+    /// and the dialog and transaction cells judging the message read ahead will use. A driver
+    /// calls it for a batch's packets one after another (their misses overlap only when the
+    /// lookups are close together: a parse between two of them serialises them).
+    pub fn warm_ahead(&self, pkt: &Packet, ahead: &Ahead) {
+        self.rate
+            .warm_state(source_key(pkt.src.ip(), self.policy.ipv6_prefix));
         if let Some(Ok(m)) = &ahead.0 {
             self.tables.warm(m);
         }
     }
 
-    /// Touches the state `decide` will read for a packet from `ip` (its rate-limit entry), and
-    /// changes nothing. A driver holding a batch calls it for every packet first: the cache
-    /// misses of thousands of sources' entries then overlap instead of stalling one decision
-    /// after another.
+    /// Brings toward the cache the index cell of the rate-limit state `decide` will read for a
+    /// packet from `ip` (the state itself follows in [`Engine::warm_ahead`]), changing nothing.
+    /// A driver holding a batch calls it for every packet first: the cache misses of
+    /// thousands of sources' entries then overlap instead of stalling one decision after
+    /// another.
     #[inline]
     pub fn warm(&self, ip: IpAddr) {
         self.rate.warm(source_key(ip, self.policy.ipv6_prefix));

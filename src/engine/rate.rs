@@ -9,10 +9,10 @@
 //! a worker's own state never needs.
 
 use super::clock::PassedClock;
+use super::index::{self, Index};
 use super::SourceKey;
 use crate::config::{Bucket, RateSection};
 use crate::sip::Method;
-use ahash::AHashMap;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
@@ -113,7 +113,14 @@ impl SourceState {
 }
 
 pub struct RateLimits {
-    sources: AHashMap<SourceKey, SourceState>,
+    /// A source key's hash → its state's slot in `states`. The index cell can be prefetched
+    /// before a batch is decided, and the state once the cell is in (hashbrown's lookup was
+    /// two dependent misses a packet, neither prefetchable). Two sources whose keys hash
+    /// alike (1 in 2^64, the hasher's keys random) would share buckets.
+    sources: Index<u32>,
+    states: Vec<SourceState>,
+    free: Vec<u32>,
+    hasher: ahash::RandomState,
     normal: Quotas,
     allowed: Quotas,
     overflow: Limiter,
@@ -129,7 +136,10 @@ impl RateLimits {
     pub fn new(r: &RateSection, max_sources: usize) -> Self {
         // Every limiter counts from time 0: the sources' TATs are kept relative to one start.
         PassedClock::at_zero(|| RateLimits {
-            sources: AHashMap::new(),
+            sources: Index::new(),
+            states: Vec::new(),
+            free: Vec::new(),
+            hasher: ahash::RandomState::new(),
             normal: Quotas::new(r, 1),
             allowed: Quotas::new(r, r.allowed_multiplier),
             overflow: Limiter::direct_with_clock(quota(r.overflow, 1), PassedClock),
@@ -149,7 +159,9 @@ impl RateLimits {
 
     /// Charges one request; false when the source is over its limit.
     pub fn check(&mut self, key: SourceKey, allowed: bool, class: Option<Class>, now: u64) -> bool {
-        if let Some(s) = self.sources.get_mut(&key) {
+        let h = self.hasher.hash_one(key);
+        if let Some(i) = self.sources.get(h) {
+            let s = &mut self.states[i as usize];
             return charge(&self.normal, &self.allowed, s, class, now);
         }
         if self.sources.len() >= self.max_sources {
@@ -158,39 +170,59 @@ impl RateLimits {
         }
         let mut s = SourceState::new(allowed, now);
         let ok = charge(&self.normal, &self.allowed, &mut s, class, now);
-        self.sources.insert(key, s);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.states[i as usize] = s;
+                i
+            }
+            None => {
+                self.states.push(s);
+                (self.states.len() - 1) as u32
+            }
+        };
+        self.sources.insert(h, i);
         ok
     }
 
-    /// Loads the source's state into the cache (see [`super::Engine::warm`]); changes nothing.
+    /// Brings the source's index cell toward the cache: the first of two stages (see
+    /// [`super::Engine::warm`]); changes nothing.
     #[inline]
     pub fn warm(&self, key: SourceKey) {
-        let Some(s) = self.sources.get(&key) else {
-            return;
-        };
-        // The lookup brought the entry's first line; it may reach into a second.
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let p = (s as *const SourceState).cast::<i8>();
-            // SAFETY: the address is inside a live entry, and a prefetch never faults.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(std::mem::size_of::<SourceState>() - 1)) };
+        self.sources.prefetch(self.hasher.hash_one(key));
+    }
+
+    /// The second stage, once the cell is in: brings the source's state toward the cache.
+    #[inline]
+    pub fn warm_state(&self, key: SourceKey) {
+        if let Some(i) = self.sources.get(self.hasher.hash_one(key)) {
+            // A 48-byte state may straddle two lines.
+            let s = &self.states[i as usize];
+            index::prefetch(s);
+            index::prefetch(&s.allowed);
         }
-        std::hint::black_box(s.last_seen);
     }
 
     /// A keepalive: charged to the source's general bucket if it has state, else to a shared one.
     pub fn check_keepalive(&mut self, key: SourceKey, now: u64) -> bool {
-        match self.sources.get_mut(&key) {
-            Some(s) => charge(&self.normal, &self.allowed, s, None, now),
+        match self.sources.get(self.hasher.hash_one(key)) {
+            Some(i) => {
+                let s = &mut self.states[i as usize];
+                charge(&self.normal, &self.allowed, s, None, now)
+            }
             None => self.keepalive_unknown.check().is_ok(),
         }
     }
 
     pub fn expire(&mut self, now: u64) {
         let idle = self.idle_ns;
-        self.sources
-            .retain(|_, s| now.saturating_sub(s.last_seen) <= idle);
+        let (states, free) = (&self.states, &mut self.free);
+        self.sources.retain(|_, &mut i| {
+            let live = now.saturating_sub(states[i as usize].last_seen) <= idle;
+            if !live {
+                free.push(i);
+            }
+            live
+        });
     }
 }
 
@@ -217,6 +249,7 @@ fn charge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ahash::AHashMap;
 
     fn rs() -> RateSection {
         RateSection {

@@ -324,8 +324,10 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
                         engine.read_ahead(p, *dir, now, a);
                     }
                 }
-                for a in &ahead[..group] {
-                    engine.warm_ahead(a);
+                for (v, a) in views.iter().zip(&ahead) {
+                    if let Some((p, _)) = v {
+                        engine.warm_ahead(p, a);
+                    }
                 }
                 for k in 0..group {
                     seen += 1;
