@@ -137,10 +137,22 @@ read -r a a_n a_s a_cpu <<<"$(consumer netlink)"
 read -r b b_n b_s b_cpu <<<"$(sipwall netlink)"
 read -r d d_n d_s d_cpu <<<"$(consumer nfq)"
 read -r e e_n e_s e_cpu <<<"$(sipwall nfq)"
-read -r ka ka_ns <<<"$(consumer_backlog netlink)"
-read -r kb kb_ns <<<"$(sipwall_backlog netlink)"
-read -r kd kd_ns <<<"$(consumer_backlog nfq)"
+# The backlog case in interleaved rounds ((a), (b), (d) each round): the kernel's share of a
+# packet's cost moves ±15 % from one minute to the next on a shared machine, which alone moves
+# one round's ratio by ±0.1; the median of the rounds' ratios is what the goals are read on.
+pairs=${PAIRS:-3}
+ka=0 ka_ns=0 kb=0 kb_ns=0 kd=0 kd_ns=0 rounds_ba="" rounds_bd=""
+for ((r = 0; r < pairs; r++)); do
+  read -r ra ra_ns <<<"$(consumer_backlog netlink)"
+  read -r rb rb_ns <<<"$(sipwall_backlog netlink)"
+  read -r rd rd_ns <<<"$(consumer_backlog nfq)"
+  ka=$((ka + ra)) ka_ns=$((ka_ns + ra_ns)) kb=$((kb + rb)) kb_ns=$((kb_ns + rb_ns))
+  kd=$((kd + rd)) kd_ns=$((kd_ns + rd_ns))
+  rounds_ba+="$(python3 -c "print(f'{($ra_ns / $ra) / ($rb_ns / $rb):.2f}')") "
+  rounds_bd+="$(python3 -c "print(f'{($rd_ns / $rd) / ($rb_ns / $rb):.2f}')") "
+done
 read -r ke ke_ns <<<"$(sipwall_backlog nfq)"
+median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" $1; }
 # (c) the kernel's string match, no queue: every packet passes two rules.
 rx iptables -A INPUT -p udp --dport 5060 -m string --string sip.example.com --algo bm -j ACCEPT
 rx iptables -A INPUT -p udp --dport 5060 -j DROP
@@ -196,14 +208,15 @@ capacity (b)/(a) = $(ratio "$B" "$A")   (b)/(d) = $(ratio "$B" "$D")   (b)/(e) =
 observed (b)/(a) = $(ratio "$b" "$a"), (b)/(d) = $(ratio "$b" "$d"), (b)/(c) = $(ratio "$b" "$c_s")
 
 With a backlog: $rounds bursts of $burst queued while the consumer is stopped, then drained
+($pairs interleaved rounds of (a), (b), (d); totals over the rounds)
                                            judged   drain cpu s   capacity pkt/cpu-s   us/packet
 (a) do-nothing consumer, netlink layer  : $ka $(python3 -c "print(f'{$ka_ns / 1e9:.3f}')") $KA $(us "$KA")
 (b) sipwall, netlink layer              : $kb $(python3 -c "print(f'{$kb_ns / 1e9:.3f}')") $KB $(us "$KB")
 (d) do-nothing consumer, nfq crate      : $kd $(python3 -c "print(f'{$kd_ns / 1e9:.3f}')") $KD $(us "$KD")
 (e) sipwall, nfq crate backend          : $ke $(python3 -c "print(f'{$ke_ns / 1e9:.3f}')") $KE $(us "$KE")
 (b) judged the bursts as: $(cat "$run/judged.netlink" 2>/dev/null) (the mix: 8 in 10 phones with the domain)
-capacity (b)/(a) = $(ratio "$KB" "$KA")   goal >= 0.80
-capacity (b)/(d) = $(ratio "$KB" "$KD")   goal >= 1.30 (a do-nothing nfq consumer)
+capacity (b)/(a) = $(median "$rounds_ba")   goal >= 0.80 (median of the rounds: $rounds_ba; over all $(ratio "$KB" "$KA"))
+capacity (b)/(d) = $(median "$rounds_bd")   goal >= 1.30 (a do-nothing nfq consumer; rounds: $rounds_bd; over all $(ratio "$KB" "$KD"))
 capacity (b)/(e) = $(ratio "$KB" "$KE")   (the same engine on each backend)
 
 latency at 5k pkt/s from 4094 sources, one way: no queue p50 ${l0_50} us p99 ${l0_99} us ($l0_n received);
