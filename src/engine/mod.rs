@@ -649,15 +649,15 @@ impl Engine {
                 return Reason::AnswerToDropped;
             }
         }
-        let had_auth = self.tables.txn(k).is_some_and(|t| t.had_auth);
+        let had_auth = self.tables.txn_had_auth(k);
         let failed = match status {
             401 | 407 | 403 if had_auth => !is_stale(m),
             403 | 404 => m.cseq.method == Method::Register,
             _ => false,
         };
         if failed {
-            // Copied only here: most answers are not failures.
-            let txn = self.tables.txn(k).copied();
+            // Copied out only here: most answers are not failures.
+            let txn = self.tables.txn(k);
             self.record_failure(m, txn.as_ref(), peer, now);
         }
         if status >= 200 {

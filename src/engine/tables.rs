@@ -17,27 +17,20 @@ pub struct Inline<const N: usize> {
 
 impl<const N: usize> Inline<N> {
     pub fn new(s: &[u8]) -> Self {
-        let mut i = Inline {
-            len: 0,
-            bytes: [0; N],
-        };
-        i.set(s);
-        i
-    }
-    /// Replaces the bytes in place; those past the new length are left as they were (never
-    /// read), so a reused record costs a copy of what it holds, not of its capacity.
-    pub fn set(&mut self, s: &[u8]) {
         let n = s.len().min(N);
-        self.bytes[..n].copy_from_slice(&s[..n]);
-        self.len = n as u16;
+        let mut bytes = [0; N];
+        bytes[..n].copy_from_slice(&s[..n]);
+        Inline {
+            len: n as u16,
+            bytes,
+        }
     }
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
 }
 
-/// What a [`Txn`] is made from, borrowed from the message: copied into its slab slot in
-/// place (a record built on the stack and moved in wrote its 270 bytes three times).
+/// What a [`Txn`] is made from, borrowed from the message.
 pub struct TxnFrom<'a> {
     pub key: super::SourceKey,
     pub ip: IpAddr,
@@ -46,15 +39,92 @@ pub struct TxnFrom<'a> {
     pub line: &'a [u8],
 }
 
-/// A request that may be answered with an authentication failure.
+/// A request that may be answered with an authentication failure, as a failure reads it.
 #[derive(Clone, Copy)]
 pub struct Txn {
     pub key: super::SourceKey,
     pub ip: IpAddr,
-    pub had_auth: bool,
-    pub user: Inline<64>,
-    pub line: Inline<160>,
-    pub expires: u64,
+    pub user: Inline<USER_MAX>,
+    pub line: Inline<LINE_MAX>,
+}
+
+/// The user name and request line a transaction keeps, cut at these lengths (evidence).
+const USER_MAX: usize = 64;
+const LINE_MAX: usize = 160;
+
+/// A transaction as stored: 64 bytes, its texts in [`Texts`]. Every REGISTER is noted and few
+/// are ever read back (a failure), so the note writes one record line and its texts' bytes,
+/// not 270 bytes of room for the longest texts (whose pages, as the table grew, were also
+/// most of the engine's page faults).
+#[derive(Clone, Copy)]
+struct TxnRec {
+    key: super::SourceKey,
+    ip: IpAddr,
+    had_auth: bool,
+    user_len: u8,
+    line_len: u8,
+    /// Where its texts start in [`Texts`] (user name, then request line).
+    text_at: u64,
+    expires: u64,
+}
+
+/// Bytes of texts a transaction may hold on average before the oldest texts are overwritten
+/// (the ring is `max_txns` times this, touched only as it fills). A REGISTER's user and
+/// line take about 40; at the table's cap of live transactions the ring still holds every
+/// live one's texts unless their average passes this.
+const TEXT_BYTES_PER_TXN: usize = 96;
+
+/// The transactions' texts in one ring of bytes, written in order: a text is read back while
+/// the ring has not come round over it, and is empty after (the failure still counts; only
+/// its evidence line is lost).
+struct Texts {
+    buf: Vec<u8>,
+    cap: usize,
+    /// Bytes written since the start (positions are absolute; `% cap` in the ring).
+    written: u64,
+}
+
+impl Texts {
+    fn new(cap: usize) -> Self {
+        Texts {
+            buf: Vec::new(),
+            cap: cap.max(USER_MAX + LINE_MAX),
+            written: 0,
+        }
+    }
+
+    /// Writes `a` then `b` contiguously; where they start.
+    fn put(&mut self, a: &[u8], b: &[u8]) -> u64 {
+        let n = a.len() + b.len();
+        let mut at = self.written;
+        let mut off = (at % self.cap as u64) as usize;
+        if off + n > self.cap {
+            // No text wraps: the ring's tail is skipped.
+            at += (self.cap - off) as u64;
+            off = 0;
+        }
+        if off == self.buf.len() {
+            self.buf.extend_from_slice(a);
+            self.buf.extend_from_slice(b);
+        } else {
+            if off + n > self.buf.len() {
+                self.buf.resize(off + n, 0);
+            }
+            self.buf[off..off + a.len()].copy_from_slice(a);
+            self.buf[off + a.len()..off + n].copy_from_slice(b);
+        }
+        self.written = at + n as u64;
+        at
+    }
+
+    /// The `n` bytes written at `at`, unless the ring has come round over them.
+    fn get(&self, at: u64, n: usize) -> &[u8] {
+        if self.written > at + self.cap as u64 {
+            return b"";
+        }
+        let off = (at % self.cap as u64) as usize;
+        self.buf.get(off..off + n).unwrap_or_default()
+    }
 }
 
 /// RFC 3261 Timer B/F: 64 × T1.
@@ -68,8 +138,9 @@ pub struct Tables {
     /// Transaction key → its slot in `slots`. The records (about 270 bytes each) stay put in
     /// the slab: the index moves only 16-byte cells when it grows, and stays cache-sized.
     txns: Index<u32>,
-    slots: Vec<Txn>,
+    slots: Vec<TxnRec>,
     free: Vec<u32>,
+    texts: Texts,
     pbx_requests: Index<u64>,
     max_dialogs: usize,
     max_txns: usize,
@@ -85,6 +156,7 @@ impl Tables {
             txns: Index::new(),
             slots: Vec::new(),
             free: Vec::new(),
+            texts: Texts::new(max_txns.saturating_mul(TEXT_BYTES_PER_TXN)),
             pbx_requests: Index::new(),
             max_dialogs,
             max_txns,
@@ -128,38 +200,39 @@ impl Tables {
 
     pub fn note_txn(&mut self, m: &Message, t: TxnFrom, now: u64) {
         let k = self.txn_key(m);
-        let i = match self.txns.get(k) {
-            Some(i) => i,
-            None if self.txns.len() >= self.max_txns => {
-                self.refused += 1;
-                return;
-            }
-            None => {
-                let i = match self.free.pop() {
-                    Some(i) => i,
-                    None => {
-                        self.slots.push(Txn {
-                            key: 0,
-                            ip: IpAddr::from([0, 0, 0, 0]),
-                            had_auth: false,
-                            user: Inline::new(b""),
-                            line: Inline::new(b""),
-                            expires: 0,
-                        });
-                        (self.slots.len() - 1) as u32
-                    }
-                };
-                self.txns.insert(k, i);
+        let found = self.txns.get(k);
+        if found.is_none() && self.txns.len() >= self.max_txns {
+            self.refused += 1;
+            return;
+        }
+        let (user, line) = (
+            &t.user[..t.user.len().min(USER_MAX)],
+            &t.line[..t.line.len().min(LINE_MAX)],
+        );
+        let rec = TxnRec {
+            key: t.key,
+            ip: t.ip,
+            had_auth: t.had_auth,
+            user_len: user.len() as u8,
+            line_len: line.len() as u8,
+            text_at: self.texts.put(user, line),
+            expires: now + TXN_LIFETIME_NS,
+        };
+        if let Some(i) = found {
+            self.slots[i as usize] = rec;
+            return;
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = rec;
                 i
             }
+            None => {
+                self.slots.push(rec);
+                (self.slots.len() - 1) as u32
+            }
         };
-        let slot = &mut self.slots[i as usize];
-        slot.key = t.key;
-        slot.ip = t.ip;
-        slot.had_auth = t.had_auth;
-        slot.user.set(t.user);
-        slot.line.set(t.line);
-        slot.expires = now + TXN_LIFETIME_NS;
+        self.txns.insert(k, i);
     }
 
     /// Touches the dialog and transaction entries judging `m` will read or write.
@@ -172,9 +245,29 @@ impl Tables {
         }
     }
 
-    /// The transaction with key `k` (see [`Tables::txn_key`]), if remembered.
-    pub fn txn(&self, k: u64) -> Option<&Txn> {
-        self.txns.get(k).map(|i| &self.slots[i as usize])
+    /// The transaction with key `k` (see [`Tables::txn_key`]), if remembered, with its texts.
+    pub fn txn(&self, k: u64) -> Option<Txn> {
+        let r = &self.slots[self.txns.get(k)? as usize];
+        let (u, l) = (usize::from(r.user_len), usize::from(r.line_len));
+        let text = self.texts.get(r.text_at, u + l);
+        let (user, line) = if text.is_empty() {
+            (&b""[..], &b""[..])
+        } else {
+            text.split_at(u)
+        };
+        Some(Txn {
+            key: r.key,
+            ip: r.ip,
+            user: Inline::new(user),
+            line: Inline::new(line),
+        })
+    }
+
+    /// Did the transaction with key `k` carry credentials? (False if not remembered.)
+    pub fn txn_had_auth(&self, k: u64) -> bool {
+        self.txns
+            .get(k)
+            .is_some_and(|i| self.slots[i as usize].had_auth)
     }
 
     pub fn forget_txn(&mut self, k: u64) {
@@ -271,5 +364,38 @@ mod tests {
             t.note_txn(m, txn("later"), TXN_LIFETIME_NS + 2);
         }
         assert_eq!((t.slots.len(), t.free.len()), (3, 0));
+        // Texts are cut at their limits.
+        let (long_user, long_line) = ("U".repeat(100), [b'L'; 200]);
+        let long = TxnFrom {
+            line: &long_line,
+            ..txn(&long_user)
+        };
+        t.note_txn(&m[0], long, TXN_LIFETIME_NS + 3);
+        let got = t.txn(t.txn_key(&m[0])).unwrap();
+        assert_eq!(
+            (got.user.as_bytes().len(), got.line.as_bytes().len()),
+            (64, 160)
+        );
+        assert!(t.txn_had_auth(t.txn_key(&m[0])) && !t.txn_had_auth(1));
+    }
+
+    #[test]
+    fn texts_read_back_until_the_ring_comes_round_over_them() {
+        let mut t = Texts::new(300);
+        let a = t.put(b"u1", &[b'x'; 100]);
+        let b = t.put(b"u2", &[b'y'; 100]);
+        assert_eq!((a, b), (0, 102));
+        assert_eq!(t.get(a, 102), [&b"u1"[..], &[b'x'; 100]].concat());
+        assert_eq!(t.get(b, 102), [&b"u2"[..], &[b'y'; 100]].concat());
+        // 152 bytes do not fit in the 96 left: the tail is skipped, the text starts at 0.
+        let c = t.put(b"u3", &[b'z'; 150]);
+        assert_eq!(c, 300);
+        assert_eq!(t.get(c, 152), [&b"u3"[..], &[b'z'; 150]].concat());
+        assert_eq!(t.get(a, 102), b"", "written over");
+        assert_eq!(t.get(b, 102), b"", "written over in part");
+        let d = t.put(b"u4", &[b'w'; 10]);
+        assert_eq!(t.get(d, 12), [&b"u4"[..], &[b'w'; 10]].concat());
+        assert_eq!(t.get(c, 152).len(), 152, "still whole");
+        assert!(t.buf.len() <= 300, "the ring never grows past its size");
     }
 }
