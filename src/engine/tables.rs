@@ -79,6 +79,7 @@ const TEXT_BYTES_PER_TXN: usize = 96;
 /// its evidence line is lost).
 struct Texts {
     buf: Vec<u8>,
+    /// A power of two: positions map into the ring by a mask, not a division (~40 cycles).
     cap: usize,
     /// Bytes written since the start (positions are absolute; `% cap` in the ring).
     written: u64,
@@ -88,7 +89,7 @@ impl Texts {
     fn new(cap: usize) -> Self {
         Texts {
             buf: Vec::new(),
-            cap: cap.max(USER_MAX + LINE_MAX),
+            cap: cap.max(USER_MAX + LINE_MAX).next_power_of_two(),
             written: 0,
         }
     }
@@ -97,7 +98,7 @@ impl Texts {
     fn put(&mut self, a: &[u8], b: &[u8]) -> u64 {
         let n = a.len() + b.len();
         let mut at = self.written;
-        let mut off = (at % self.cap as u64) as usize;
+        let mut off = self.offset(at);
         if off + n > self.cap {
             // No text wraps: the ring's tail is skipped.
             at += (self.cap - off) as u64;
@@ -122,8 +123,13 @@ impl Texts {
         if self.written > at + self.cap as u64 {
             return b"";
         }
-        let off = (at % self.cap as u64) as usize;
+        let off = self.offset(at);
         self.buf.get(off..off + n).unwrap_or_default()
+    }
+
+    #[inline]
+    fn offset(&self, at: u64) -> usize {
+        (at & (self.cap as u64 - 1)) as usize
     }
 }
 
@@ -381,21 +387,22 @@ mod tests {
 
     #[test]
     fn texts_read_back_until_the_ring_comes_round_over_them() {
-        let mut t = Texts::new(300);
+        assert_eq!(Texts::new(300).cap, 512, "a power of two");
+        let mut t = Texts::new(256);
         let a = t.put(b"u1", &[b'x'; 100]);
         let b = t.put(b"u2", &[b'y'; 100]);
         assert_eq!((a, b), (0, 102));
         assert_eq!(t.get(a, 102), [&b"u1"[..], &[b'x'; 100]].concat());
         assert_eq!(t.get(b, 102), [&b"u2"[..], &[b'y'; 100]].concat());
-        // 152 bytes do not fit in the 96 left: the tail is skipped, the text starts at 0.
+        // 152 bytes do not fit in the 52 left: the tail is skipped, the text starts at 0.
         let c = t.put(b"u3", &[b'z'; 150]);
-        assert_eq!(c, 300);
+        assert_eq!(c, 256);
         assert_eq!(t.get(c, 152), [&b"u3"[..], &[b'z'; 150]].concat());
         assert_eq!(t.get(a, 102), b"", "written over");
         assert_eq!(t.get(b, 102), b"", "written over in part");
         let d = t.put(b"u4", &[b'w'; 10]);
         assert_eq!(t.get(d, 12), [&b"u4"[..], &[b'w'; 10]].concat());
         assert_eq!(t.get(c, 152).len(), 152, "still whole");
-        assert!(t.buf.len() <= 300, "the ring never grows past its size");
+        assert!(t.buf.len() <= 256, "the ring never grows past its size");
     }
 }
