@@ -65,7 +65,17 @@ struct TxnRec {
     line_len: u8,
     /// Where its texts start in [`Texts`] (user name, then request line).
     text_at: u64,
-    expires: u64,
+}
+
+/// A transaction's expiry, kept in its index cell (beside its slot) so that the expiry walk
+/// reads the index alone, not every record at random: in ticks of 2^30 ns (~1.07 s, the
+/// walk's own period), rounded up, so a transaction lives its lifetime and at most a tick more.
+fn expiry_tick(at_ns: u64) -> u32 {
+    u32::try_from((at_ns >> 30) + 1).unwrap_or(u32::MAX)
+}
+
+fn tick(now_ns: u64) -> u32 {
+    u32::try_from(now_ns >> 30).unwrap_or(u32::MAX)
 }
 
 /// Bytes of texts a transaction may hold on average before the oldest texts are overwritten
@@ -141,9 +151,9 @@ const PBX_INVITE_LIFETIME_NS: u64 = 200_000_000_000;
 pub struct Tables {
     hasher: RandomState,
     dialogs: Index<u64>,
-    /// Transaction key → its slot in `slots`. The records (about 270 bytes each) stay put in
-    /// the slab: the index moves only 16-byte cells when it grows, and stays cache-sized.
-    txns: Index<u32>,
+    /// Transaction key → its slot in `slots` and its expiry tick. The records stay put in the
+    /// slab: the index moves only 16-byte cells when it grows, and stays cache-sized.
+    txns: Index<(u32, u32)>,
     slots: Vec<TxnRec>,
     free: Vec<u32>,
     texts: Texts,
@@ -206,7 +216,7 @@ impl Tables {
 
     pub fn note_txn(&mut self, m: &Message, t: TxnFrom, now: u64) {
         let k = self.txn_key(m);
-        let found = self.txns.get(k);
+        let found = self.txns.get(k).map(|(i, _)| i);
         if found.is_none() && self.txns.len() >= self.max_txns {
             self.refused += 1;
             return;
@@ -222,13 +232,8 @@ impl Tables {
             user_len: user.len() as u8,
             line_len: line.len() as u8,
             text_at: self.texts.put(user, line),
-            expires: now + TXN_LIFETIME_NS,
         };
-        if let Some(i) = found {
-            self.slots[i as usize] = rec;
-            return;
-        }
-        let i = match self.free.pop() {
+        let i = match found.or_else(|| self.free.pop()) {
             Some(i) => {
                 self.slots[i as usize] = rec;
                 i
@@ -238,7 +243,7 @@ impl Tables {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.txns.insert(k, i);
+        self.txns.insert(k, (i, expiry_tick(now + TXN_LIFETIME_NS)));
     }
 
     /// Touches the dialog and transaction entries judging `m` will read or write.
@@ -253,7 +258,7 @@ impl Tables {
 
     /// The transaction with key `k` (see [`Tables::txn_key`]), if remembered, with its texts.
     pub fn txn(&self, k: u64) -> Option<Txn> {
-        let r = &self.slots[self.txns.get(k)? as usize];
+        let r = &self.slots[self.txns.get(k)?.0 as usize];
         let (u, l) = (usize::from(r.user_len), usize::from(r.line_len));
         let text = self.texts.get(r.text_at, u + l);
         let (user, line) = if text.is_empty() {
@@ -273,11 +278,11 @@ impl Tables {
     pub fn txn_had_auth(&self, k: u64) -> bool {
         self.txns
             .get(k)
-            .is_some_and(|i| self.slots[i as usize].had_auth)
+            .is_some_and(|(i, _)| self.slots[i as usize].had_auth)
     }
 
     pub fn forget_txn(&mut self, k: u64) {
-        if let Some(i) = self.txns.remove(k) {
+        if let Some((i, _)) = self.txns.remove(k) {
             self.free.push(i);
         }
     }
@@ -305,9 +310,9 @@ impl Tables {
         let idle = self.dialog_idle;
         self.dialogs
             .retain(|_, seen| now.saturating_sub(*seen) <= idle);
-        let (slots, free) = (&self.slots, &mut self.free);
-        self.txns.retain(|_, &mut i| {
-            let live = slots[i as usize].expires > now;
+        let (free, now_tick) = (&mut self.free, tick(now));
+        self.txns.retain(|_, &mut (i, expires)| {
+            let live = expires > now_tick;
             if !live {
                 free.push(i);
             }
@@ -363,11 +368,14 @@ mod tests {
         assert_eq!(t.slots.len(), 3);
         assert_eq!(t.txn(t.txn_key(&m[4])).unwrap().user.as_bytes(), b"u4");
         assert!(t.txn(t.txn_key(&m[1])).is_none());
-        // Expiry frees every slot; the slab does not grow past the cap.
-        t.expire(TXN_LIFETIME_NS + 1);
+        // Expiry (within a tick of the lifetime) frees every slot; the slab does not grow
+        // past the cap.
+        t.expire(TXN_LIFETIME_NS - 1);
+        assert_eq!(t.txns.len(), 3, "not before the lifetime");
+        t.expire(TXN_LIFETIME_NS + (1 << 30));
         assert_eq!((t.txns.len(), t.free.len()), (0, 3));
         for m in &m[..3] {
-            t.note_txn(m, txn("later"), TXN_LIFETIME_NS + 2);
+            t.note_txn(m, txn("later"), TXN_LIFETIME_NS + (1 << 30) + 1);
         }
         assert_eq!((t.slots.len(), t.free.len()), (3, 0));
         // Texts are cut at their limits.
@@ -376,7 +384,7 @@ mod tests {
             line: &long_line,
             ..txn(&long_user)
         };
-        t.note_txn(&m[0], long, TXN_LIFETIME_NS + 3);
+        t.note_txn(&m[0], long, TXN_LIFETIME_NS + (1 << 30) + 2);
         let got = t.txn(t.txn_key(&m[0])).unwrap();
         assert_eq!(
             (got.user.as_bytes().len(), got.line.as_bytes().len()),
