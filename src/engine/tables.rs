@@ -52,7 +52,7 @@ pub struct Txn {
 const USER_MAX: usize = 64;
 const LINE_MAX: usize = 160;
 
-/// A transaction as stored: 64 bytes, its texts in [`Texts`]. Every REGISTER is noted and few
+/// A transaction as stored: 48 bytes, its texts in [`Texts`]. Every REGISTER is noted and few
 /// are ever read back (a failure), so the note writes one record line and its texts' bytes,
 /// not 270 bytes of room for the longest texts (whose pages, as the table grew, were also
 /// most of the engine's page faults).
@@ -79,7 +79,7 @@ fn tick(now_ns: u64) -> u32 {
 }
 
 /// Bytes of texts a transaction may hold on average before the oldest texts are overwritten
-/// (the ring is `max_txns` times this, touched only as it fills). A REGISTER's user and
+/// (the ring is `max_txns` times this rounded up to a power of two, touched only as it fills). A REGISTER's user and
 /// line take about 40; at the table's cap of live transactions the ring still holds every
 /// live one's texts unless their average passes this.
 const TEXT_BYTES_PER_TXN: usize = 96;
@@ -91,7 +91,7 @@ struct Texts {
     buf: Vec<u8>,
     /// A power of two: positions map into the ring by a mask, not a division (~40 cycles).
     cap: usize,
-    /// Bytes written since the start (positions are absolute; `% cap` in the ring).
+    /// Bytes written since the start (positions are absolute, masked into the ring).
     written: u64,
 }
 

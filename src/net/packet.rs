@@ -119,18 +119,6 @@ impl<'a> Packet<'a> {
         })
     }
 
-    /// The source address in an IP header, read without checking the rest: for warming a
-    /// source's state before its packet is judged, where a wrong guess costs nothing. Where
-    /// [`Packet::from_ip`] reads a packet, this is its source (tested).
-    #[inline]
-    pub fn source_of(b: &[u8]) -> Option<IpAddr> {
-        match b.first()? >> 4 {
-            4 if b.len() >= 20 => Some(IpAddr::from([b[12], b[13], b[14], b[15]])),
-            6 if b.len() >= 40 => Some(IpAddr::from(<[u8; 16]>::try_from(&b[8..24]).ok()?)),
-            _ => None,
-        }
-    }
-
     /// [`Packet::from_ip`] through etherparse alone (every case; the fast path is tested
     /// against it).
     pub fn from_ip_sliced(bytes: &'a [u8]) -> IpView<'a> {
@@ -214,50 +202,6 @@ fn tcp<'a>(src: IpAddr, dst: IpAddr, t: &TcpSlice<'a>) -> Packet<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn source_of_is_the_source_from_ip_reads() {
-        let build = |b: etherparse::PacketBuilderStep<etherparse::IpHeaders>, tcp: bool| {
-            let mut v = Vec::new();
-            if tcp {
-                b.tcp(5062, 5060, 1, 1000).write(&mut v, b"x").unwrap();
-            } else {
-                b.udp(5062, 5060).write(&mut v, b"x").unwrap();
-            }
-            v
-        };
-        let (v4, v6) = (
-            [198, 18, 1, 7],
-            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
-        );
-        for tcp in [false, true] {
-            for (p, header) in [
-                (
-                    build(
-                        etherparse::PacketBuilder::ipv4(v4, [198, 18, 0, 2], 64),
-                        tcp,
-                    ),
-                    20,
-                ),
-                (
-                    build(etherparse::PacketBuilder::ipv6(v6, [0x20; 16], 64), tcp),
-                    40,
-                ),
-            ] {
-                let IpView::Packet(read) = Packet::from_ip(&p) else {
-                    panic!("readable")
-                };
-                assert_eq!(Packet::source_of(&p), Some(read.src.ip()));
-                // Cut inside the header: no guess (and no panic); past it, the same source.
-                for cut in 0..p.len() {
-                    let want = (cut >= header).then(|| read.src.ip());
-                    assert_eq!(Packet::source_of(&p[..cut]), want, "{cut}");
-                }
-            }
-        }
-        assert_eq!(Packet::source_of(&[0x45; 19]), None);
-        assert_eq!(Packet::source_of(b""), None);
-    }
 
     /// The IPv4/UDP fast path reads every packet as etherparse does: valid ones, and ones
     /// with each header field and the length bent.
