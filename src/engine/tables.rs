@@ -97,9 +97,13 @@ struct Texts {
 
 impl Texts {
     fn new(cap: usize) -> Self {
+        let cap = cap.max(USER_MAX + LINE_MAX).next_power_of_two();
         Texts {
-            buf: Vec::new(),
-            cap: cap.max(USER_MAX + LINE_MAX).next_power_of_two(),
+            // Reserved, not touched: address space only until written, and no reallocation
+            // (a copy of the ring, and an allocation on the packet path) as it fills. Up to
+            // 64 MiB (the default limits need 32): a huge configured cap must not fail at start.
+            buf: Vec::with_capacity(cap.min(64 << 20)),
+            cap,
             written: 0,
         }
     }
