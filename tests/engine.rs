@@ -812,7 +812,7 @@ fn deciding_a_batch_read_ahead_is_deciding_it_packet_by_packet() {
                 _ => None,
             })
             .collect();
-        let mut ahead: Vec<Ahead> = views.iter().map(|_| Ahead::none()).collect();
+        let mut ahead: Vec<Ahead> = views.iter().map(|_| Ahead::NONE).collect();
         for ((p, dir, t), a) in views.iter().zip(&mut ahead) {
             batched.read_ahead(p, *dir, *t, a);
         }

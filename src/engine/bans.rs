@@ -31,6 +31,11 @@ pub struct Ban {
     pub evidence: Evidence,
 }
 
+/// Has this ban run out by `now`? (A ban until release never does.)
+fn expired(b: &Ban, now: u64) -> bool {
+    matches!(b.until_ns, Some(u) if u <= now)
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Evidence {
     pub failures: u32,
@@ -127,10 +132,7 @@ impl Shared {
     #[inline]
     pub fn ban_holds(&self, key: SourceKey, now: u64) -> bool {
         self.count.load(Ordering::Relaxed) != 0
-            && self
-                .bans
-                .get(&key)
-                .is_some_and(|b| !matches!(b.until_ns, Some(u) if u <= now))
+            && self.bans.get(&key).is_some_and(|b| !expired(&b, now))
     }
 
     /// True when `key` is banned at `now` (an expired ban is removed).
@@ -141,7 +143,7 @@ impl Shared {
         }
         let expired = match self.bans.get(&key) {
             None => return false,
-            Some(b) => matches!(b.until_ns, Some(u) if u <= now),
+            Some(b) => expired(&b, now),
         };
         if expired {
             self.remove_ban(key);
@@ -223,8 +225,7 @@ impl Shared {
     /// Drops expired bans and entries. Called once a second by each engine.
     pub fn expire(&self, now: u64) {
         let before = self.bans.len();
-        self.bans
-            .retain(|_, b| !matches!(b.until_ns, Some(u) if u <= now));
+        self.bans.retain(|_, b| !expired(b, now));
         let removed = before.saturating_sub(self.bans.len());
         if removed > 0 {
             self.count.fetch_sub(removed, Ordering::Relaxed);
@@ -305,7 +306,7 @@ impl Shared {
     pub fn restore(&self, s: Snapshot, now: u64) -> usize {
         let mut skipped = 0;
         for b in s.bans {
-            if matches!(b.until_ns, Some(u) if u <= now) {
+            if expired(&b, now) {
                 continue;
             }
             match key_of_label(&b.source) {

@@ -729,7 +729,7 @@ impl Engine {
     /// A driver's pass over a batch before deciding it: reads the packet's UDP message (as
     /// `decide` would), changing nothing. The parser's code then stays in cache across the
     /// batch, and [`Engine::warm_ahead`] can touch what the decisions will use. `out` is
-    /// written in place (a message is 520 bytes: returned, it was copied twice).
+    /// written in place rather than returned: a message is 520 bytes.
     ///
     /// What is read ahead is only ever what `decide` would read itself, so a packet it skips
     /// is still judged whole; it skips those `decide` would not parse (TCP, keepalives, too
@@ -795,12 +795,6 @@ pub struct Ahead<'a>(Option<Result<Message<'a>, ParseError>>);
 impl Ahead<'_> {
     /// Nothing read ahead: the decision reads the packet itself.
     pub const NONE: Ahead<'static> = Ahead(None);
-
-    /// [`Ahead::NONE`] as a value built in place (the constant is a 520-byte image to copy).
-    #[inline(always)]
-    pub fn none() -> Self {
-        Ahead(None)
-    }
 }
 
 struct Src {

@@ -305,35 +305,43 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
             {
                 let got: [Option<Received>; GROUP] =
                     std::array::from_fn(|k| (k < group).then(|| q.packet(first + k)));
-                let views: [Option<(Packet, Direction)>; GROUP] = std::array::from_fn(|k| {
-                    let r = got[k].as_ref()?;
-                    match Packet::from_ip(r.payload) {
-                        IpView::Packet(p) => {
-                            let dir = direction(p.src.ip(), r.hook, &policy);
-                            Some((p, dir))
-                        }
-                        _ => None,
-                    }
-                });
-                for (p, _) in views.iter().flatten() {
+                // Each packet read once: a packet to decide, or judged by its IP header alone.
+                let views: [Option<Result<(Packet, Direction), Decision>>; GROUP] =
+                    std::array::from_fn(|k| {
+                        let r = got[k].as_ref()?;
+                        Some(match Packet::from_ip(r.payload) {
+                            IpView::Packet(p) => {
+                                let dir = direction(p.src.ip(), r.hook, &policy);
+                                Ok((p, dir))
+                            }
+                            // Conntrack reassembles fragments before the queue (the rules
+                            // turn it on); one that still arrives could hide a request.
+                            IpView::Fragment { .. } => Err(Decision::drop(Reason::Fragment)),
+                            IpView::OtherProtocol { .. } | IpView::Invalid => {
+                                Err(Decision::accept(Reason::NotInspected))
+                            }
+                        })
+                    });
+                for (p, _) in views.iter().flatten().flatten() {
                     engine.warm(p.src.ip());
                 }
-                let mut ahead: [Ahead; GROUP] = std::array::from_fn(|_| Ahead::none());
+                let mut ahead: [Ahead; GROUP] = std::array::from_fn(|_| Ahead::NONE);
                 for (v, a) in views.iter().zip(&mut ahead) {
-                    if let Some((p, dir)) = v {
+                    if let Some(Ok((p, dir))) = v {
                         engine.read_ahead(p, *dir, now, a);
                     }
                 }
                 for (v, a) in views.iter().zip(&ahead) {
-                    if let Some((p, _)) = v {
+                    if let Some(Ok((p, _))) = v {
                         engine.warm_ahead(p, a);
                     }
                 }
-                for k in 0..group {
+                for (k, v) in views.iter().enumerate().take(group) {
+                    let Some(v) = v else { continue };
                     seen += 1;
                     let timed = (seen % LATENCY_SAMPLE == 0).then(Instant::now);
-                    let d = match (&views[k], got[k].as_ref()) {
-                        (Some((p, dir)), _) => {
+                    let d = match v {
+                        Ok((p, dir)) => {
                             let d = engine.decide_ahead(p, *dir, now, &ahead[k]);
                             if d.verdict == Verdict::Drop {
                                 drops.drop(p.src.ip(), d.reason, now);
@@ -343,15 +351,7 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
                             }
                             d
                         }
-                        (None, Some(r)) => match Packet::from_ip(r.payload) {
-                            // Conntrack reassembles fragments before the queue (the rules
-                            // turn it on); one that still arrives could hide a request.
-                            IpView::Fragment { .. } => {
-                                counted(&mut engine, Decision::drop(Reason::Fragment))
-                            }
-                            _ => counted(&mut engine, Decision::accept(Reason::NotInspected)),
-                        },
-                        (None, None) => unreachable!("k < group"),
+                        Err(d) => counted(&mut engine, *d),
                     };
                     verdicts[k] = if d.verdict == Verdict::Drop {
                         if dry_run {
