@@ -109,6 +109,8 @@ impl<'a> Uri<'a> {
         // from an offset, so that a short part still takes one SIMD block.
         let off = raw.len() - rest.len();
         let a = chars::run_of_from(Class::UriPart, raw, off);
+        // Where the host's run ends, when the user part's scan found it on the way.
+        let mut host_run = None;
         let hstart = if a == raw.len() {
             off
         } else {
@@ -116,8 +118,16 @@ impl<'a> Uri<'a> {
                 return Err(bad);
             }
             // One scan of the host part too; only a second '@' may stop it (ambiguous), and a
-            // bad byte anywhere after still makes the whole a bad URI.
-            let o = chars::run_of_from(Class::UriPart, raw, a + 1);
+            // bad byte anywhere after still makes the whole a bad URI. Host bytes are URI-part
+            // bytes: the host's own run goes first, and is kept for `parse_host`; most hosts
+            // end the URI, and then nothing is left to scan.
+            let h = chars::run_of_from(Class::Host, raw, a + 1);
+            host_run = Some(h);
+            let o = if h == raw.len() {
+                h
+            } else {
+                chars::run_of_from(Class::UriPart, raw, h)
+            };
             if o < raw.len() {
                 if raw[o] != b'@'
                     || raw[o + 1..]
@@ -135,7 +145,7 @@ impl<'a> Uri<'a> {
         };
         let user = (hstart > off).then(|| &raw[off..hstart - 1]);
         let hostpart = &raw[hstart..];
-        let (host, end) = parse_host(raw, hstart).ok_or(ParseError::BadHost(part))?;
+        let (host, end) = parse_host(raw, hstart, host_run).ok_or(ParseError::BadHost(part))?;
         let mut i = end - hstart;
         let mut port = None;
         if hostpart.get(i) == Some(&b':') {
@@ -175,7 +185,8 @@ impl<'a> Uri<'a> {
 
 /// host = hostname / IPv4address / IPv6reference, starting at `s[start]` and running at
 /// most to the end of `s`. Returns the host and where it ended in `s`.
-fn parse_host(s: &[u8], start: usize) -> Option<(Host<'_>, usize)> {
+/// The host at `start`; `run`, where the run of host bytes from `start` ends, if known.
+fn parse_host(s: &[u8], start: usize, run: Option<usize>) -> Option<(Host<'_>, usize)> {
     if s.get(start) == Some(&b'[') {
         let close = memchr::memchr(b']', &s[start..])? + start;
         let inner = std::str::from_utf8(&s[start + 1..close]).ok()?;
@@ -184,7 +195,7 @@ fn parse_host(s: &[u8], start: usize) -> Option<(Host<'_>, usize)> {
     }
     // The name's extent in one class scan; then its shape: no empty label (a leading dot or
     // two in a row), no leading '-', and all digits and dots means an IPv4 address.
-    let i = chars::run_of_from(Class::Host, s, start);
+    let i = run.unwrap_or_else(|| chars::run_of_from(Class::Host, s, start));
     let name = &s[start..i];
     match name.first() {
         None | Some(b'-' | b'.') => return None,
