@@ -682,22 +682,15 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     // version token at the end, then be strict about everything else.
     // The version is a few bytes from the end: a backward loop finds its space sooner than
     // memrchr's setup.
-    let trimmed = chars::trim_lws(line);
-    let last_sp = trimmed
-        .iter()
-        .rposition(|&b| b == b' ')
-        .ok_or(ParseError::NotSip)?;
-    if !is_sip_version(&trimmed[last_sp + 1..]) {
-        return Err(ParseError::NotSip);
-    }
-    let first_sp = chars::find_byte(b' ', line).ok_or(ParseError::BadRequestLine)?;
-    let last_sp = if trimmed.len() == line.len() {
-        last_sp
-    } else {
-        line.iter()
-            .rposition(|&b| b == b' ')
-            .ok_or(ParseError::BadRequestLine)?
+    let last_sp = match line {
+        // Nearly every request line: the version exactly, at the end, nothing to trim (one
+        // word comparison, where the general way trims and searches).
+        [first, .., b' ', b'S', b'I', b'P', b'/', b'2', b'.', b'0'] if !chars::lws(*first) => {
+            line.len() - 8
+        }
+        _ => last_space_before_version(line)?,
     };
+    let first_sp = chars::find_byte(b' ', line).ok_or(ParseError::BadRequestLine)?;
     if first_sp == last_sp {
         return Err(ParseError::BadRequestLine);
     }
@@ -715,6 +708,25 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
         return Err(ParseError::BadUri(Part::RequestUri));
     }
     Ok(StartLine::Request { method, uri })
+}
+
+/// Where the space before a request line's version is, the line's LWS trimmed for the
+/// search; `NotSip` when what follows the last space is no SIP version.
+fn last_space_before_version(line: &[u8]) -> Result<usize, ParseError> {
+    let trimmed = chars::trim_lws(line);
+    let last_sp = trimmed
+        .iter()
+        .rposition(|&b| b == b' ')
+        .ok_or(ParseError::NotSip)?;
+    if !is_sip_version(&trimmed[last_sp + 1..]) {
+        return Err(ParseError::NotSip);
+    }
+    if trimmed.len() == line.len() {
+        return Ok(last_sp);
+    }
+    line.iter()
+        .rposition(|&b| b == b' ')
+        .ok_or(ParseError::BadRequestLine)
 }
 
 /// `s` as a method, if it is a token. A known method is one by construction: only others are
