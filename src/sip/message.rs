@@ -775,9 +775,9 @@ pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError>
 }
 
 /// The shapes nearly every From and To take, `["display" [SP]]<uri>[;tag=value]`, as
-/// (display, URI, tag); `None` for the rest, which the general reader answers the same on
-/// every value this reads (tested, and fuzzed through the parser's digests), and alone tells
-/// the errors apart. The general one's searches and trims cost more than the URI.
+/// (display, URI, tag); `None` for the rest. The general reader answers the same on every
+/// value this reads (tested; the parse fuzz target asserts it) and alone tells the errors
+/// apart; its searches and trims cost more than the URI did.
 #[inline(always)]
 fn common_name_addr(v: &[u8]) -> Option<Shape<'_>> {
     let (display, lt) = match v.first()? {
