@@ -619,6 +619,11 @@ fn eq_host_fold(host: &[u8], domain: &[u8]) -> bool {
     if !a.by_ref().zip(b.by_ref()).all(|(x, y)| w(x) == w(y)) {
         return false;
     }
+    let n = host.len();
+    if n >= 8 {
+        // The tail in the word that ends both (it overlaps bytes already compared).
+        return w(&host[n - 8..]) == w(&domain[n - 8..]);
+    }
     a.remainder()
         .iter()
         .zip(b.remainder())
@@ -645,9 +650,22 @@ mod tests {
             "1.2.3.4",
             "sip.exa-ple.com",
             "sip.example.coM",
+            "abcdefgh",
+            "ABCDEFGH",
+            "abcdefgi",
+            "abcdefghi",
+            "Abcdefghj",
+            "bbcdefghi",
         ];
         for h in hosts {
-            for d in ["sip.example.com", "a", "1.2.3.4", "sip-example.com"] {
+            for d in [
+                "sip.example.com",
+                "a",
+                "1.2.3.4",
+                "sip-example.com",
+                "abcdefgh",
+                "abcdefghi",
+            ] {
                 assert_eq!(
                     eq_host_fold(h.as_bytes(), d.as_bytes()),
                     h.eq_ignore_ascii_case(d),
