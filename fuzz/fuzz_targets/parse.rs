@@ -1,8 +1,9 @@
 #![no_main]
 //! SIP parser: never panics; a message it reads is inside the buffer and re-reads the same;
-//! the From/To reader's common-shape path answers as its general path does.
+//! the From/To reader's common-shape path answers as its general path does, and a URI reads
+//! the same in its context as alone.
 use libfuzzer_sys::fuzz_target;
-use sipwall::sip::{parse, parse_name_addr, parse_name_addr_general, Framing, Part};
+use sipwall::sip::{parse, parse_name_addr, parse_name_addr_general, Framing, Part, Uri};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 256 {
@@ -10,6 +11,15 @@ fuzz_target!(|data: &[u8]| {
             parse_name_addr(data, Part::From),
             parse_name_addr_general(data, Part::From)
         );
+        // A URI read in its context reads as it does alone.
+        for k in [1, data.len() / 3, data.len() / 2] {
+            if k <= data.len() {
+                assert_eq!(
+                    Uri::parse_in(data, k, Part::To),
+                    Uri::parse(&data[k..], Part::To)
+                );
+            }
+        }
     }
     for framing in [Framing::Datagram, Framing::Stream] {
         if let Ok(m) = parse(data, framing) {

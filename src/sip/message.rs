@@ -699,10 +699,12 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     let version = &line[last_sp + 1..];
     let method = token_method(method_s, ParseError::BadRequestLine)?;
     check_version(version)?;
-    if uri.is_empty() || chars::run_of(Class::RequestUri, uri) < uri.len() {
+    // The URI's scans run in the line before it (see `Uri::parse_in`).
+    let ctx = &line[..last_sp];
+    if uri.is_empty() || chars::run_of_from(Class::RequestUri, ctx, first_sp + 1) < last_sp {
         return Err(ParseError::BadRequestLine);
     }
-    let uri = Uri::parse(uri, Part::RequestUri)?;
+    let uri = Uri::parse_in(ctx, first_sp + 1, Part::RequestUri)?;
     // RFC 3261 §19.1.1: headers are not allowed in a Request-URI.
     if !uri.headers.is_empty() {
         return Err(ParseError::BadUri(Part::RequestUri));
@@ -764,10 +766,10 @@ fn parse_cseq(v: &[u8]) -> Result<CSeq<'_>, ParseError> {
 
 /// name-addr / addr-spec followed by `;params`, for From and To.
 pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError> {
-    if let Some((display, uri_raw, tag)) = common_name_addr(v) {
+    if let Some((display, (uri_ctx, uri_start), tag)) = common_name_addr(v) {
         return Ok(NameAddr {
             display,
-            uri: name_addr_uri(uri_raw, part)?,
+            uri: name_addr_uri(uri_ctx, uri_start, part)?,
             tag,
         });
     }
@@ -775,7 +777,7 @@ pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError>
 }
 
 /// The shapes nearly every From and To take, `["display" [SP]]<uri>[;tag=value]`, as
-/// (display, URI, tag); `None` for the rest. The general reader answers the same on every
+/// (display, URI as the value up to its end and where it starts, tag); `None` for the rest. The general reader answers the same on every
 /// value this reads (tested; the parse fuzz target asserts it) and alone tells the errors
 /// apart; its searches and trims cost more than the URI did.
 #[inline(always)]
@@ -812,16 +814,18 @@ fn common_name_addr(v: &[u8]) -> Option<Shape<'_>> {
         }
         _ => return None,
     };
-    (!uri.is_empty()).then_some((display, uri, tag))
+    (!uri.is_empty()).then_some((display, (&v[..gt], lt + 1), tag))
 }
 
-/// A name-addr as (display, URI, tag).
-type Shape<'a> = (Option<&'a [u8]>, &'a [u8], Option<&'a [u8]>);
+/// A name-addr as (display, (URI's context, where the URI starts in it), tag).
+type Shape<'a> = (Option<&'a [u8]>, (&'a [u8], usize), Option<&'a [u8]>);
 
-/// A name-addr's URI; an error names the name-addr when the URI has LWS in it.
+/// A name-addr's URI, `ctx[start..]`; an error names the name-addr when the URI has LWS in
+/// it.
 #[inline(always)]
-fn name_addr_uri(uri_raw: &[u8], part: Part) -> Result<Uri<'_>, ParseError> {
-    Uri::parse(uri_raw, part).map_err(|e| {
+fn name_addr_uri(ctx: &[u8], start: usize, part: Part) -> Result<Uri<'_>, ParseError> {
+    let uri_raw = &ctx[start..];
+    Uri::parse_in(ctx, start, part).map_err(|e| {
         // No URI with LWS in it parses; that the error names the name-addr is tested for
         // only then (the check used to come first, and errors must stay as they were).
         if chars::run_of(Class::NotLws, uri_raw) < uri_raw.len() {
@@ -890,7 +894,7 @@ pub fn parse_name_addr_general(v: &[u8], part: Part) -> Result<NameAddr<'_>, Par
         }
         after = i + end;
     }
-    let uri = name_addr_uri(uri_raw, part)?;
+    let uri = name_addr_uri(uri_raw, 0, part)?;
     let params = chars::trim_lws(&v[after..]);
     let tag = parse_params(params, bad)?;
     Ok(NameAddr { display, uri, tag })
