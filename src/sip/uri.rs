@@ -244,33 +244,32 @@ fn parse_host(s: &[u8], start: usize, run: Option<usize>) -> Option<(Host<'_>, u
 /// dotted-decimal IPv4 as std reads it (four decimal octets, no leading zeros), without its
 /// generic machinery: hosts in in-dialog requests and scanners' URIs are mostly addresses.
 fn ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    // One pass, no splitting: an octet is 1-3 digits, no leading zero, at most 255.
+    // Octet by octet: 1-3 digits, no leading zero, at most 255, then a dot or the end. A
+    // digit at a time cost a dozen instructions a byte (a third of a scanner's URI).
+    let digit = |i: usize| s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9);
     let mut octets = [0u8; 4];
-    let (mut k, mut v, mut len) = (0, 0u32, 0);
-    for &b in s {
-        if b == b'.' {
-            if len == 0 || k == 3 {
+    let mut i = 0;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if s.get(i) != Some(&b'.') {
                 return None;
             }
-            octets[k] = v as u8;
-            (k, v, len) = (k + 1, 0, 0);
-            continue;
+            i += 1;
         }
-        let d = b.wrapping_sub(b'0');
-        if d > 9 || (len == 1 && v == 0) {
+        let d0 = digit(i)?;
+        let (v, n) = match (digit(i + 1), digit(i + 2)) {
+            (None, _) => (u32::from(d0), 1),
+            _ if d0 == 0 => return None,
+            (Some(d1), None) => (u32::from(d0) * 10 + u32::from(d1), 2),
+            (Some(d1), Some(d2)) => (u32::from(d0) * 100 + u32::from(d1) * 10 + u32::from(d2), 3),
+        };
+        if v > 255 || (n == 3 && digit(i + 3).is_some()) {
             return None;
         }
-        v = v * 10 + u32::from(d);
-        len += 1;
-        if v > 255 {
-            return None;
-        }
+        *octet = v as u8;
+        i += n;
     }
-    if len == 0 || k != 3 {
-        return None;
-    }
-    octets[3] = v as u8;
-    Some(Ipv4Addr::from(octets))
+    (i == s.len()).then(|| Ipv4Addr::from(octets))
 }
 
 #[cfg(test)]
