@@ -777,9 +777,10 @@ pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError>
 }
 
 /// The shapes nearly every From and To take, `["display" [SP]]<uri>[;tag=value]`, as
-/// (display, URI as the value up to its end and where it starts, tag); `None` for the rest. The general reader answers the same on every
-/// value this reads (tested; the parse fuzz target asserts it) and alone tells the errors
-/// apart; its searches and trims cost more than the URI did.
+/// (display, (the value up to the URI's end, where the URI starts), tag); `None` for the
+/// rest. The general reader answers the same on every value this reads (tested; the parse
+/// fuzz target asserts it) and alone tells the errors apart; its searches and trims cost
+/// more than the URI did.
 #[inline(always)]
 fn common_name_addr(v: &[u8]) -> Option<Shape<'_>> {
     let (display, lt) = match v.first()? {
@@ -836,6 +837,8 @@ fn name_addr_uri(ctx: &[u8], start: usize, part: Part) -> Result<Uri<'_>, ParseE
     })
 }
 
+/// [`parse_name_addr`]'s general reader: every value, and the error of one that does not
+/// read (public for the fuzz target that compares the two).
 #[doc(hidden)]
 pub fn parse_name_addr_general(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError> {
     let bad = ParseError::BadNameAddr(part);

@@ -130,10 +130,10 @@ impl<'a> Uri<'a> {
         }
         // Every byte must be allowed in some part of a SIP URI, and a second '@' makes the
         // userinfo/host split ambiguous (a PBX may read either host): the scan stops at the
-        // first byte that is not a URI part, which may only be the '@'. Scans run over `raw`
-        // from an offset, so that a short part still takes one SIMD block.
+        // first byte that is not a URI part, which may only be the '@'. Scans run over `ctx`
+        // from an offset (positions in it are `start` more than in `raw`), so that a short
+        // part still takes one SIMD block.
         let off = raw.len() - rest.len();
-        // Scans run over `ctx` (positions in it are `start` more than in `raw`).
         let run = |class, from: usize| chars::run_of_from(class, ctx, start + from) - start;
         let a = run(Class::UriPart, off);
         // Where the host's run ends, when the user part's scan found it on the way.
@@ -212,8 +212,8 @@ impl<'a> Uri<'a> {
 }
 
 /// host = hostname / IPv4address / IPv6reference, starting at `s[start]` and running at
-/// most to the end of `s`. Returns the host and where it ended in `s`.
-/// The host at `start`; `run`, where the run of host bytes from `start` ends, if known.
+/// most to the end of `s`. Returns the host and where it ended in `s`. `run`: where the run
+/// of host bytes from `start` ends, when the caller's scan found it already.
 #[inline(always)]
 fn parse_host(s: &[u8], start: usize, run: Option<usize>) -> Option<(Host<'_>, usize)> {
     if s.get(start) == Some(&b'[') {
@@ -244,8 +244,8 @@ fn parse_host(s: &[u8], start: usize, run: Option<usize>) -> Option<(Host<'_>, u
 /// dotted-decimal IPv4 as std reads it (four decimal octets, no leading zeros), without its
 /// generic machinery: hosts in in-dialog requests and scanners' URIs are mostly addresses.
 fn ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    // Octet by octet: 1-3 digits, no leading zero, at most 255, then a dot or the end. A
-    // digit at a time cost a dozen instructions a byte (a third of a scanner's URI).
+    // Octet by octet: 1-3 digits, no leading zero, at most 255, then a dot or the end (a
+    // digit at a time cost about a dozen instructions a byte).
     let digit = |i: usize| s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9);
     let mut octets = [0u8; 4];
     let mut i = 0;
