@@ -79,9 +79,9 @@ fn tick(now_ns: u64) -> u32 {
 }
 
 /// Bytes of texts a transaction may hold on average before the oldest texts are overwritten
-/// (the ring is `max_txns` times this rounded up to a power of two, touched only as it fills). A REGISTER's user and
-/// line take about 40; at the table's cap of live transactions the ring still holds every
-/// live one's texts unless their average passes this.
+/// (the ring is `max_txns` times this rounded up to a power of two, touched only as it
+/// fills). A REGISTER's user and line take about 40; at the table's cap of live transactions
+/// the ring still holds every live one's texts unless their average passes this.
 const TEXT_BYTES_PER_TXN: usize = 96;
 
 /// The transactions' texts in one ring of bytes, written in order: a text is read back while

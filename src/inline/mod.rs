@@ -135,10 +135,10 @@ pub struct SourceTally {
 
 /// Per-source packet and drop counts over one period, for `ctl top`. Bounded: past
 /// `MAX_TALLY` sources, new ones are not tallied (a spoofed flood shows in the counters
-/// instead). Noted for every packet, so kept small (keyed by `IpAddr` with u64 counts it
-/// missed the cache on every packet: 4% of the worker's time): IPv4 sources in 12-byte
-/// entries, and a source's entry stays from one period to the next (reset, not re-inserted)
-/// until a period passes without it.
+/// instead). Noted for every packet (one in 8 under a backlog, see [`TallySampler`]), so
+/// kept small (keyed by `IpAddr` with u64 counts it missed the cache on every packet: 4% of
+/// the worker's time): IPv4 sources in 12-byte entries, and a source's entry stays from one
+/// period to the next (reset, not re-inserted) until a period passes without it.
 #[derive(Default)]
 struct Tally {
     v4: ahash::AHashMap<u32, (u32, u32)>,
