@@ -186,6 +186,30 @@ pub fn dots_and_digits(s: &[u8], from: usize, end: usize) -> (bool, bool) {
     )
 }
 
+/// Where the dots of `s[from..end]` are (bit k: `s[from + k]`), for at most 16 bytes; 0 past
+/// that (no address is so long). As [`dots_and_digits`], one block ending at `end`.
+#[inline(always)]
+pub fn dot_bits(s: &[u8], from: usize, end: usize) -> u32 {
+    if end - from > 16 {
+        return 0;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if end >= 16 && end <= s.len() {
+        // SAFETY: SSE2 is part of x86_64; the load reads s[end - 16..end].
+        unsafe {
+            use std::arch::x86_64::*;
+            let off = end - 16;
+            let v = _mm_loadu_si128(s.as_ptr().add(off).cast::<__m128i>());
+            let dot = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'.' as i8))) as u32;
+            return dot >> (from - off);
+        }
+    }
+    s[from..end]
+        .iter()
+        .enumerate()
+        .fold(0, |m, (k, &b)| m | u32::from(b == b'.') << k)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
     use super::Class;
@@ -512,6 +536,29 @@ mod tests {
                 want,
                 "{s:?} {from} {end}"
             );
+        }
+    }
+
+    #[test]
+    fn dot_bits_agree_with_a_scan() {
+        let alphabet = b"..0123456789a";
+        let mut x: u32 = 5;
+        for _ in 0..100_000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = (x >> 8) as usize % 40;
+            let s: Vec<u8> = (0..len)
+                .map(|k| alphabet[(x.rotate_left(k as u32) >> 13) as usize % alphabet.len()])
+                .collect();
+            let end = (x >> 3) as usize % (len + 1);
+            let from = end - (x >> 20) as usize % (end + 1);
+            let want = match end - from {
+                0..=16 => (from..end)
+                    .filter(|&k| s[k] == b'.')
+                    .map(|k| 1u32 << (k - from))
+                    .sum(),
+                _ => 0,
+            };
+            assert_eq!(super::dot_bits(&s, from, end), want, "{s:?} {from} {end}");
         }
     }
 

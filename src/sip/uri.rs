@@ -236,40 +236,56 @@ fn parse_host(s: &[u8], start: usize, run: Option<usize>) -> Option<(Host<'_>, u
     }
     if digits_and_dots {
         // No top label is all digits: an IPv4 address or nothing.
-        return Some((Host::V4(ipv4(name)?), i));
+        let dots = chars::dot_bits(s, start, i);
+        return Some((Host::V4(dotted_quad(name, dots)?), i));
     }
     Some((Host::Name(name), i))
 }
 
-/// dotted-decimal IPv4 as std reads it (four decimal octets, no leading zeros), without its
-/// generic machinery: hosts in in-dialog requests and scanners' URIs are mostly addresses.
+/// [`dotted_quad`] of any bytes, for the test against std.
+#[cfg(test)]
 fn ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    // Octet by octet: 1-3 digits, no leading zero, at most 255, then a dot or the end (a
-    // digit at a time cost about a dozen instructions a byte).
-    let digit = |i: usize| s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9);
-    let mut octets = [0u8; 4];
-    let mut i = 0;
-    for (k, octet) in octets.iter_mut().enumerate() {
-        if k > 0 {
-            if s.get(i) != Some(&b'.') {
-                return None;
-            }
-            i += 1;
-        }
-        let d0 = digit(i)?;
-        let (v, n) = match (digit(i + 1), digit(i + 2)) {
-            (None, _) => (u32::from(d0), 1),
-            _ if d0 == 0 => return None,
-            (Some(d1), None) => (u32::from(d0) * 10 + u32::from(d1), 2),
-            (Some(d1), Some(d2)) => (u32::from(d0) * 100 + u32::from(d1) * 10 + u32::from(d2), 3),
-        };
-        if v > 255 || (n == 3 && digit(i + 3).is_some()) {
-            return None;
-        }
-        *octet = v as u8;
-        i += n;
+    if !s.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+        return None;
     }
-    (i == s.len()).then(|| Ipv4Addr::from(octets))
+    dotted_quad(s, chars::dot_bits(s, 0, s.len()))
+}
+
+/// Dotted-decimal IPv4 as std reads it (four decimal octets, no leading zeros), of digits and
+/// dots whose dots are the bits of `dots` (bit k: `s[k]`, as [`chars::dot_bits`] gives them).
+/// Hosts in in-dialog requests and scanners' URIs are mostly addresses: the octets are cut
+/// where the dots are, not found byte by byte (about 60 instructions for `1.1.1.1`, not 150).
+#[inline]
+fn dotted_quad(s: &[u8], dots: u32) -> Option<Ipv4Addr> {
+    // Exactly three dots (so four octets), without a popcount instruction x86-64 lacks.
+    let r1 = dots & dots.wrapping_sub(1);
+    let r2 = r1 & r1.wrapping_sub(1);
+    // "255.255.255.255" is the longest.
+    if s.len() > 15 || r2 == 0 || r2 & r2.wrapping_sub(1) != 0 {
+        return None;
+    }
+    let d1 = dots.trailing_zeros() as usize;
+    let d2 = r1.trailing_zeros() as usize;
+    let d3 = r2.trailing_zeros() as usize;
+    Some(Ipv4Addr::new(
+        octet(s, 0, d1)?,
+        octet(s, d1 + 1, d2)?,
+        octet(s, d2 + 1, d3)?,
+        octet(s, d3 + 1, s.len())?,
+    ))
+}
+
+/// The digits `s[a..b]` as one octet: 1 to 3 digits, no leading zero, at most 255.
+#[inline(always)]
+fn octet(s: &[u8], a: usize, b: usize) -> Option<u8> {
+    let digit = |i: usize| u32::from(s[i].wrapping_sub(b'0'));
+    let v = match b.wrapping_sub(a) {
+        1 => digit(a),
+        2 if s[a] != b'0' => digit(a) * 10 + digit(a + 1),
+        3 if s[a] != b'0' => digit(a) * 100 + digit(a + 1) * 10 + digit(a + 2),
+        _ => return None,
+    };
+    u8::try_from(v).ok()
 }
 
 #[cfg(test)]
