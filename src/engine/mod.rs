@@ -26,6 +26,7 @@ use crate::net::{Packet, Transport};
 use crate::sip::{self, Framing, HeaderName, Message, Method, ParseError, StartLine};
 use bans::Failure;
 use rate::{Class, RateLimits};
+use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tables::{Tables, Txn, TxnFrom};
@@ -454,7 +455,7 @@ impl Engine {
         }
         // Read here unless the driver read it ahead (it is not moved: a message is 520 bytes).
         let parsed;
-        let read = match &ahead.0 {
+        let read = match ahead.get() {
             Some(read) => read,
             None => {
                 parsed = sip::parse(payload, framing);
@@ -736,7 +737,7 @@ impl Engine {
     /// large) and banned sources, whose flood must stay as cheap as a ban lookup.
     pub fn read_ahead<'a>(&self, pkt: &Packet<'a>, dir: Direction, now: u64, out: &mut Ahead<'a>) {
         let udp = !(pkt.transport == Transport::Tcp && pkt.tcp.is_some());
-        out.0 = None;
+        out.read = false;
         if dir != Direction::ToPbx
             || !udp
             || sip::is_keepalive(pkt.payload)
@@ -747,7 +748,8 @@ impl Engine {
         {
             return;
         }
-        out.0 = Some(sip::parse(pkt.payload, Framing::Datagram));
+        out.message.write(sip::parse(pkt.payload, Framing::Datagram));
+        out.read = true;
     }
 
     /// Brings in the source's rate-limit state (its index cell came in with [`Engine::warm`])
@@ -757,7 +759,7 @@ impl Engine {
     pub fn warm_ahead(&self, pkt: &Packet, ahead: &Ahead) {
         self.rate
             .warm_state(source_key(pkt.src.ip(), self.policy.ipv6_prefix));
-        if let Some(Ok(m)) = &ahead.0 {
+        if let Some(Ok(m)) = ahead.get() {
             self.tables.warm(m);
         }
     }
@@ -790,11 +792,25 @@ impl Engine {
 }
 
 /// A packet's UDP message as [`Engine::read_ahead`] read it, for [`Engine::decide_ahead`].
-pub struct Ahead<'a>(Option<Result<Message<'a>, ParseError>>);
+/// A driver makes a group of these per batch: `NONE` writes one flag, where an empty
+/// `Option` of a message was a 520-byte image copied into every slot.
+pub struct Ahead<'a> {
+    read: bool,
+    /// Written whenever `read` is set.
+    message: MaybeUninit<Result<Message<'a>, ParseError>>,
+}
 
-impl Ahead<'_> {
+impl<'a> Ahead<'a> {
     /// Nothing read ahead: the decision reads the packet itself.
-    pub const NONE: Ahead<'static> = Ahead(None);
+    pub const NONE: Ahead<'static> = Ahead {
+        read: false,
+        message: MaybeUninit::uninit(),
+    };
+
+    fn get(&self) -> Option<&Result<Message<'a>, ParseError>> {
+        // SAFETY: `read` is set only once `message` is written (`read_ahead`).
+        self.read.then(|| unsafe { self.message.assume_init_ref() })
+    }
 }
 
 struct Src {
