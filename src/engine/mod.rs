@@ -748,7 +748,8 @@ impl Engine {
         {
             return;
         }
-        out.message.write(sip::parse(pkt.payload, Framing::Datagram));
+        out.message
+            .write(sip::parse(pkt.payload, Framing::Datagram));
         out.read = true;
     }
 
