@@ -90,7 +90,7 @@ impl<V: Copy + Default> Index<V> {
     }
 
     /// Sets `key`'s value; the old one if it had one.
-    #[inline]
+    #[inline(always)]
     pub fn insert(&mut self, key: u64, val: V) -> Option<V> {
         // At most 3/4 full: a probe then rarely leaves the key's cache line or the next.
         if (self.len + 1) * 4 > self.cells.len() * 3 {
@@ -174,6 +174,8 @@ impl<V: Copy + Default> Index<V> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn grow(&mut self) {
         let size = (self.cells.len() * 2).max(16);
         let old = std::mem::replace(&mut self.cells, vec![Cell::default(); size]);

@@ -8,7 +8,7 @@
 
 mod bans;
 mod clock;
-mod index;
+pub(crate) mod index;
 pub mod lists;
 mod memo;
 mod rate;
