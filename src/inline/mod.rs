@@ -289,6 +289,7 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
     let mut drops = log::DropLog::new(20, 100_000);
     let mut tally = Tally::default();
     let mut noted: Vec<(IpAddr, bool, u32)> = Vec::new();
+    let mut dropped: Vec<(IpAddr, Reason)> = Vec::new();
     let mut sampler = TallySampler::default();
     let (mut last_publish, mut last_top) = (0u64, 0u64);
     let mut seen = 0u64;
@@ -331,8 +332,10 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
         // messages read, the dialog and transaction cells their decisions will use prefetched,
         // then the packets decided in order. Each pass's lookups come back to back so that
         // their cache misses overlap (a parse between two lookups serialises them), and the
-        // parser's code stays hot. The tally's misses overlap after the batch.
+        // parser's code stays hot. The tally's and the first-drop
+        // log's misses overlap after the batch, its verdicts sent.
         noted.clear();
+        dropped.clear();
         let mut first = 0;
         while first < n {
             let group = (n - first).min(GROUP);
@@ -379,7 +382,7 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
                         Ok((p, dir)) => {
                             let d = engine.decide_ahead(p, *dir, now, &ahead[k]);
                             if d.verdict == Verdict::Drop {
-                                drops.drop(p.src.ip(), d.reason, now);
+                                dropped.push((p.src.ip(), d.reason));
                             }
                             if *dir == Direction::ToPbx {
                                 if let Some(w) = sampler.take(n) {
@@ -413,6 +416,9 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
         q.flush()?;
         for &(ip, dropped, weight) in &noted {
             tally.note(ip, dropped, weight);
+        }
+        for &(ip, reason) in &dropped {
+            drops.drop(ip, reason, now);
         }
         report.recv_errors = errors + q.enobufs();
         if now.saturating_sub(last_publish) >= PUBLISH_NS {
