@@ -18,7 +18,7 @@ pub struct DropLog {
     /// IPv4 sources met, by a keyed hash of the address, in the engine's open-addressing
     /// index: 8 bytes a source and one probe, where a set of `IpAddr` (and before it a
     /// 1,024-slot front that the bench's 4,094 dropping sources thrashed) missed the cache
-    /// on most drops: 5 % of the worker's own samples under a backlog.
+    /// on most drops: 5 % of sipwall's own samples under a backlog.
     v4: Index<()>,
     hasher: ahash::RandomState,
     v6: ahash::AHashSet<Ipv6Addr>,
@@ -64,8 +64,10 @@ impl DropLog {
         let room = self.v4.len() + self.v6.len() < self.max_sources;
         let first = match source {
             IpAddr::V4(a) => {
-                let k = self.hasher.hash_one(a.to_bits());
-                self.v4.get(k).is_none() && room && self.v4.insert(k, ()).is_none()
+                room && self
+                    .v4
+                    .insert(self.hasher.hash_one(a.to_bits()), ())
+                    .is_none()
             }
             IpAddr::V6(a) => room && self.v6.insert(a),
         };

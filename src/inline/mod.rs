@@ -332,8 +332,8 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
         // messages read, the dialog and transaction cells their decisions will use prefetched,
         // then the packets decided in order. Each pass's lookups come back to back so that
         // their cache misses overlap (a parse between two lookups serialises them), and the
-        // parser's code stays hot. The tally's and the first-drop
-        // log's misses overlap after the batch, its verdicts sent.
+        // parser's code stays hot. The tally's and the first-drop log's misses overlap after
+        // the batch, its verdicts sent.
         noted.clear();
         dropped.clear();
         let mut first = 0;
