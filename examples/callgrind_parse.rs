@@ -1,7 +1,8 @@
 //! Fixed loops for `valgrind --tool=callgrind` (instruction counts are repeatable on a noisy
 //! machine, unlike time): `cargo build --release --example callgrind_parse`, then
-//! `callgrind_parse [N] [parse|decide] [register|invite_sdp|scanner_options]`: a message parsed
-//! N times, or judged N times as a packet from 1024 phones 1 ms apart (as `benches/engine.rs`).
+//! `callgrind_parse [N] [parse|decide|inline] [register|invite_sdp|scanner_options]`: a message
+//! parsed N times, or judged N times as a packet from 1024 phones 1 ms apart (as
+//! `benches/engine.rs`); `inline` judges it through the worker's read-ahead steps.
 
 #[path = "../benches/common/messages.rs"]
 mod messages;
@@ -19,7 +20,24 @@ fn main() {
         .find(|(m, _)| *m == name)
         .expect("register, invite_sdp or scanner_options");
     let mut t = 0;
-    if mode.as_deref() == Some("decide") {
+    if mode.as_deref() == Some("inline") {
+        // As the inline worker takes a packet: warmed, read ahead, its cells warmed, decided.
+        let mut e = messages::engine();
+        let ips = messages::from_phones(msg.as_bytes());
+        let mut now = 1_000_000_000u64;
+        let mut ahead = sipwall::engine::Ahead::NONE;
+        for k in 0..n {
+            now += 1_000_000;
+            let IpView::Packet(p) = Packet::from_ip(std::hint::black_box(&ips[k % ips.len()]))
+            else {
+                unreachable!()
+            };
+            e.warm(p.src.ip());
+            e.read_ahead(&p, Direction::ToPbx, now, &mut ahead);
+            e.warm_ahead(&p, &mut ahead);
+            t += e.decide_ahead(&p, Direction::ToPbx, now, &ahead).verdict as usize;
+        }
+    } else if mode.as_deref() == Some("decide") {
         let mut e = messages::engine();
         let ips = messages::from_phones(msg.as_bytes());
         let mut now = 1_000_000_000u64;

@@ -816,7 +816,7 @@ fn deciding_a_batch_read_ahead_is_deciding_it_packet_by_packet() {
         for ((p, dir, t), a) in views.iter().zip(&mut ahead) {
             batched.read_ahead(p, *dir, *t, a);
         }
-        for ((p, _, _), a) in views.iter().zip(&ahead) {
+        for ((p, _, _), a) in views.iter().zip(&mut ahead) {
             batched.warm_ahead(p, a);
         }
         for ((p, dir, t), a) in views.iter().zip(&ahead) {

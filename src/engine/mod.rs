@@ -29,7 +29,7 @@ use rate::{Class, RateLimits};
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::sync::Arc;
-use tables::{Tables, Txn, TxnFrom};
+use tables::{Keys, Tables, Txn, TxnFrom};
 
 /// A source as tracked for limits, failures and bans: an IPv4 address (as a v4-mapped IPv6
 /// value) or an IPv6 address cut to the configured prefix.
@@ -351,7 +351,7 @@ impl Engine {
                 Err(e) => self.unreadable(e, src),
                 Ok(m) => {
                     off += m.len;
-                    self.judge_message(&m, src, now)
+                    self.judge_message(&m, src, now, &Keys::NONE)
                 }
             };
             sink(&Outcome {
@@ -463,17 +463,23 @@ impl Engine {
             }
         };
         match read {
-            Ok(m) => self.judge_message(m, src, now),
+            Ok(m) => self.judge_message(m, src, now, &ahead.keys),
             Err(e) => self.unreadable(*e, src),
         }
     }
 
-    fn judge_message<'a>(&mut self, m: &Message<'a>, src: &Src, now: u64) -> Judged<'a> {
+    fn judge_message<'a>(
+        &mut self,
+        m: &Message<'a>,
+        src: &Src,
+        now: u64,
+        keys: &Keys,
+    ) -> Judged<'a> {
         self.counters.messages += 1;
         let what = what_of(m);
         let decision = match m.start {
             StartLine::Response { .. } => self.judge_response(m, src),
-            StartLine::Request { method, .. } => self.judge_request(m, method, src, now),
+            StartLine::Request { method, .. } => self.judge_request(m, method, src, now, keys),
         };
         if decision.verdict == Verdict::Drop {
             self.note_dropped(m);
@@ -494,9 +500,16 @@ impl Engine {
         }
     }
 
-    fn judge_request(&mut self, m: &Message, method: Method, src: &Src, now: u64) -> Decision {
+    fn judge_request(
+        &mut self,
+        m: &Message,
+        method: Method,
+        src: &Src,
+        now: u64,
+        keys: &Keys,
+    ) -> Decision {
         let p = &*self.policy;
-        let known_dialog = m.to.tag.is_some() && self.tables.dialog_known(m.call_id);
+        let known_dialog = m.to.tag.is_some() && self.tables.dialog_known(m, keys);
         let reason = if src.allowed {
             Reason::AllowedSource
         } else {
@@ -538,7 +551,7 @@ impl Engine {
             return Decision::drop(Reason::RateLimited);
         }
         if method.creates_dialog() || known_dialog {
-            self.tables.note_dialog(m.call_id, now);
+            self.tables.note_dialog(m, keys, now);
         }
         if method == Method::Register || m.authorization.is_some() {
             let user = m
@@ -547,6 +560,7 @@ impl Engine {
                 .unwrap_or_default();
             self.tables.note_txn(
                 m,
+                keys,
                 TxnFrom {
                     key: src.key,
                     ip: src.ip,
@@ -625,7 +639,7 @@ impl Engine {
             StartLine::Request { method, .. } => {
                 self.tables.note_pbx_request(m, now);
                 if method.creates_dialog() || m.to.tag.is_some() {
-                    self.tables.note_dialog(m.call_id, now);
+                    self.tables.note_dialog(m, &Keys::NONE, now);
                 }
                 Reason::Observed
             }
@@ -738,6 +752,7 @@ impl Engine {
     pub fn read_ahead<'a>(&self, pkt: &Packet<'a>, dir: Direction, now: u64, out: &mut Ahead<'a>) {
         let udp = !(pkt.transport == Transport::Tcp && pkt.tcp.is_some());
         out.read = false;
+        out.keys = Keys::NONE;
         if dir != Direction::ToPbx
             || !udp
             || sip::is_keepalive(pkt.payload)
@@ -757,11 +772,11 @@ impl Engine {
     /// and the dialog and transaction cells judging the message read ahead will use. A driver
     /// calls it for a batch's packets one after another (their misses overlap only when the
     /// lookups are close together: a parse between two of them serialises them).
-    pub fn warm_ahead(&self, pkt: &Packet, ahead: &Ahead) {
+    pub fn warm_ahead(&self, pkt: &Packet, ahead: &mut Ahead) {
         self.rate
             .warm_state(source_key(pkt.src.ip(), self.policy.ipv6_prefix));
         if let Some(Ok(m)) = ahead.get() {
-            self.tables.warm(m);
+            ahead.keys = self.tables.warm(m);
         }
     }
 
@@ -799,6 +814,8 @@ pub struct Ahead<'a> {
     read: bool,
     /// Written whenever `read` is set.
     message: MaybeUninit<Result<Message<'a>, ParseError>>,
+    /// The message's table keys, once [`Engine::warm_ahead`] computed them.
+    keys: Keys,
 }
 
 impl<'a> Ahead<'a> {
@@ -806,6 +823,7 @@ impl<'a> Ahead<'a> {
     pub const NONE: Ahead<'static> = Ahead {
         read: false,
         message: MaybeUninit::uninit(),
+        keys: Keys::NONE,
     };
 
     fn get(&self) -> Option<&Result<Message<'a>, ParseError>> {

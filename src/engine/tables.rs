@@ -39,6 +39,19 @@ pub struct TxnFrom<'a> {
     pub line: &'a [u8],
 }
 
+/// A message's dialog and transaction keys, as [`Tables::warm`] computed them (each a hash of
+/// the Call-ID), so that its decision does not hash again; 0: computed where needed (a key
+/// that is 0 is then computed again, to the same value).
+#[derive(Clone, Copy, Default)]
+pub struct Keys {
+    call: u64,
+    txn: u64,
+}
+
+impl Keys {
+    pub const NONE: Keys = Keys { call: 0, txn: 0 };
+}
+
 /// A request that may be answered with an authentication failure, as a failure reads it.
 #[derive(Clone, Copy)]
 pub struct Txn {
@@ -196,6 +209,20 @@ impl Tables {
         self.hasher.hash_one(call_id)
     }
 
+    fn call_key_of(&self, m: &Message, keys: &Keys) -> u64 {
+        match keys.call {
+            0 => self.call_key(m.call_id),
+            k => k,
+        }
+    }
+
+    fn txn_key_of(&self, m: &Message, keys: &Keys) -> u64 {
+        match keys.txn {
+            0 => self.txn_key(m),
+            k => k,
+        }
+    }
+
     /// Transaction key: Call-ID, CSeq number and CSeq method (what a response repeats).
     pub fn txn_key(&self, m: &Message) -> u64 {
         let mut h = self.hasher.build_hasher();
@@ -217,12 +244,12 @@ impl Tables {
         h.finish()
     }
 
-    pub fn dialog_known(&self, call_id: &[u8]) -> bool {
-        self.dialogs.contains_key(self.call_key(call_id))
+    pub fn dialog_known(&self, m: &Message, keys: &Keys) -> bool {
+        self.dialogs.contains_key(self.call_key_of(m, keys))
     }
 
-    pub fn note_dialog(&mut self, call_id: &[u8], now: u64) {
-        let k = self.call_key(call_id);
+    pub fn note_dialog(&mut self, m: &Message, keys: &Keys, now: u64) {
+        let k = self.call_key_of(m, keys);
         if self.dialogs.len() >= self.max_dialogs && !self.dialogs.contains_key(k) {
             self.refused += 1;
             return;
@@ -230,8 +257,8 @@ impl Tables {
         self.dialogs.insert(k, now);
     }
 
-    pub fn note_txn(&mut self, m: &Message, t: TxnFrom, now: u64) {
-        let k = self.txn_key(m);
+    pub fn note_txn(&mut self, m: &Message, keys: &Keys, t: TxnFrom, now: u64) {
+        let k = self.txn_key_of(m, keys);
         let found = self.txns.get(k).map(|(i, _)| i);
         if found.is_none() && self.txns.len() >= self.max_txns {
             self.refused += 1;
@@ -262,14 +289,21 @@ impl Tables {
         self.txns.insert(k, (i, expiry_tick(now + TXN_LIFETIME_NS)));
     }
 
-    /// Touches the dialog and transaction entries judging `m` will read or write.
-    pub fn warm(&self, m: &Message) {
+    /// Touches the dialog and transaction entries judging `m` will read or write; their keys,
+    /// for the decision to reuse.
+    pub fn warm(&self, m: &Message) -> Keys {
+        let mut keys = Keys::NONE;
         if m.to.tag.is_some() || m.method().is_some_and(|x| x.creates_dialog()) {
-            self.dialogs.prefetch(self.call_key(m.call_id));
+            let k = self.call_key(m.call_id);
+            self.dialogs.prefetch(k);
+            keys.call = k;
         }
         if m.method() == Some(crate::sip::Method::Register) || m.authorization.is_some() {
-            self.txns.prefetch(self.txn_key(m));
+            let k = self.txn_key(m);
+            self.txns.prefetch(k);
+            keys.txn = k;
         }
+        keys
     }
 
     /// The transaction with key `k` (see [`Tables::txn_key`]), if remembered, with its texts.
@@ -368,19 +402,19 @@ mod tests {
             .map(|s| crate::sip::parse(s.as_bytes(), crate::sip::Framing::Datagram).unwrap())
             .collect();
         for (i, m) in m.iter().enumerate().take(3) {
-            t.note_txn(m, txn(&format!("u{i}")), 0);
+            t.note_txn(m, &Keys::NONE, txn(&format!("u{i}")), 0);
         }
         // Full: a fourth is refused; the same key again replaces in place.
-        t.note_txn(&m[3], txn("u3"), 0);
+        t.note_txn(&m[3], &Keys::NONE, txn("u3"), 0);
         assert_eq!((t.txns.len(), t.refused), (3, 1));
-        t.note_txn(&m[0], txn("again"), 0);
+        t.note_txn(&m[0], &Keys::NONE, txn("again"), 0);
         assert_eq!(t.txn(t.txn_key(&m[0])).unwrap().user.as_bytes(), b"again");
         // A shorter value over a longer one reads as itself.
-        t.note_txn(&m[0], txn("a"), 0);
+        t.note_txn(&m[0], &Keys::NONE, txn("a"), 0);
         assert_eq!(t.txn(t.txn_key(&m[0])).unwrap().user.as_bytes(), b"a");
         // A forgotten transaction's slot serves the next one.
         t.forget_txn(t.txn_key(&m[1]));
-        t.note_txn(&m[4], txn("u4"), 0);
+        t.note_txn(&m[4], &Keys::NONE, txn("u4"), 0);
         assert_eq!(t.slots.len(), 3);
         assert_eq!(t.txn(t.txn_key(&m[4])).unwrap().user.as_bytes(), b"u4");
         assert!(t.txn(t.txn_key(&m[1])).is_none());
@@ -391,7 +425,12 @@ mod tests {
         t.expire(TXN_LIFETIME_NS + (1 << 30));
         assert_eq!((t.txns.len(), t.free.len()), (0, 3));
         for m in &m[..3] {
-            t.note_txn(m, txn("later"), TXN_LIFETIME_NS + (1 << 30) + 1);
+            t.note_txn(
+                m,
+                &Keys::NONE,
+                txn("later"),
+                TXN_LIFETIME_NS + (1 << 30) + 1,
+            );
         }
         assert_eq!((t.slots.len(), t.free.len()), (3, 0));
         // Texts are cut at their limits.
@@ -400,7 +439,7 @@ mod tests {
             line: &long_line,
             ..txn(&long_user)
         };
-        t.note_txn(&m[0], long, TXN_LIFETIME_NS + (1 << 30) + 2);
+        t.note_txn(&m[0], &Keys::NONE, long, TXN_LIFETIME_NS + (1 << 30) + 2);
         let got = t.txn(t.txn_key(&m[0])).unwrap();
         assert_eq!(
             (got.user.as_bytes().len(), got.line.as_bytes().len()),

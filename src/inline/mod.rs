@@ -369,7 +369,7 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
                         engine.read_ahead(p, *dir, now, a);
                     }
                 }
-                for (v, a) in views.iter().zip(&ahead) {
+                for (v, a) in views.iter().zip(&mut ahead) {
                     if let Some(Ok((p, _))) = v {
                         engine.warm_ahead(p, a);
                     }
