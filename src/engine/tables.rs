@@ -42,7 +42,7 @@ pub struct TxnFrom<'a> {
 /// A message's dialog and transaction keys, as [`Tables::warm`] computed them (each a hash of
 /// the Call-ID), so that its decision does not hash again; 0: computed where needed (a key
 /// that is 0 is then computed again, to the same value).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct Keys {
     call: u64,
     txn: u64,
