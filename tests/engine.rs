@@ -812,7 +812,12 @@ fn deciding_a_batch_read_ahead_is_deciding_it_packet_by_packet() {
                 _ => None,
             })
             .collect();
-        let mut ahead: Vec<Ahead> = views.iter().map(|_| Ahead::NONE).collect();
+        // Slots as the worker makes them: in uninitialised room, flag and keys alone written.
+        let mut room: Vec<std::mem::MaybeUninit<Ahead>> = views
+            .iter()
+            .map(|_| std::mem::MaybeUninit::uninit())
+            .collect();
+        let mut ahead: Vec<&mut Ahead> = room.iter_mut().map(Ahead::empty_in).collect();
         for ((p, dir, t), a) in views.iter().zip(&mut ahead) {
             batched.read_ahead(p, *dir, *t, a);
         }
