@@ -140,7 +140,7 @@ read -r e e_n e_s e_cpu <<<"$(sipwall nfq)"
 # The backlog case in interleaved rounds ((a), (b), (d) each round): the kernel's share of a
 # packet's cost moves ±15 % from one minute to the next on a shared machine, which alone moves
 # one round's ratio by ±0.1; the median of the rounds' ratios is what the goals are read on
-# (five rounds: with three, one bad minute moved a run's median by 0.08).
+# (five rounds, so that one bad minute moves a run's median less).
 pairs=${PAIRS:-5}
 ka=0 ka_ns=0 kb=0 kb_ns=0 kd=0 kd_ns=0 rounds_ba="" rounds_bd=""
 for ((r = 0; r < pairs; r++)); do
