@@ -387,6 +387,8 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
                     let timed = (seen % LATENCY_SAMPLE == 0).then(Instant::now);
                     let d = match v {
                         Ok((p, dir)) => {
+                            // Every packet to decide has its slot; without one, the
+                            // decision would read the packet itself.
                             let d = match &ahead[k] {
                                 Some(a) => engine.decide_ahead(p, *dir, now, a),
                                 None => engine.decide(p, *dir, now),
