@@ -808,8 +808,8 @@ impl Engine {
 }
 
 /// A packet's UDP message as [`Engine::read_ahead`] read it, for [`Engine::decide_ahead`].
-/// A driver makes a group of these per batch: `NONE` writes one flag, where an empty
-/// `Option` of a message was a 520-byte image copied into every slot.
+/// A driver makes one for each packet of a group with [`Ahead::empty_in`], in room it leaves
+/// uninitialised: a message is 520 bytes, and an empty slot needs only its flag.
 pub struct Ahead<'a> {
     read: bool,
     /// Written whenever `read` is set.

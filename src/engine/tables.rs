@@ -39,9 +39,9 @@ pub struct TxnFrom<'a> {
     pub line: &'a [u8],
 }
 
-/// A message's dialog and transaction keys, as [`Tables::warm`] computed them (each a hash of
-/// the Call-ID), so that its decision does not hash again; 0: computed where needed (a key
-/// that is 0 is then computed again, to the same value).
+/// A message's dialog and transaction keys, as [`Tables::warm`] computed them (hashes of the
+/// Call-ID, and for the transaction of its CSeq too), so that its decision does not hash
+/// again; 0: computed where needed (a key that is 0 is then computed again, to the same value).
 #[derive(Clone, Copy)]
 pub struct Keys {
     call: u64,

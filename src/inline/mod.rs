@@ -387,12 +387,9 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
                     let timed = (seen % LATENCY_SAMPLE == 0).then(Instant::now);
                     let d = match v {
                         Ok((p, dir)) => {
-                            // Every packet to decide has its slot; without one, the
-                            // decision would read the packet itself.
-                            let d = match &ahead[k] {
-                                Some(a) => engine.decide_ahead(p, *dir, now, a),
-                                None => engine.decide(p, *dir, now),
-                            };
+                            // Every packet to decide has its slot (`NONE` would read it).
+                            let a = ahead[k].as_deref().unwrap_or(&Ahead::NONE);
+                            let d = engine.decide_ahead(p, *dir, now, a);
                             if d.verdict == Verdict::Drop {
                                 dropped.push((p.src.ip(), d.reason));
                             }
