@@ -329,10 +329,13 @@ fn recv(bind: SocketAddr, seconds: f64, idle: f64, count: u64) -> Result<()> {
     };
     let span = first.map_or(0.0, |f| (last - f).as_secs_f64());
     println!(
-        "{{\"received\":{n},\"seconds\":{span:.3},\"pps\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+        "{{\"received\":{n},\"seconds\":{span:.3},\"pps\":{:.0},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1}}}",
         if span > 0.0 { n as f64 / span } else { 0.0 },
         pct(0.5),
-        pct(0.99)
+        pct(0.9),
+        pct(0.99),
+        pct(0.999),
+        pct(1.0)
     );
     Ok(())
 }
