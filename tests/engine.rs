@@ -152,6 +152,49 @@ fn scanners_methods_not_sip_and_keepalives() {
     );
 }
 
+/// A STUN Binding Request with a SOFTWARE attribute, as baresip's outbound keepalive.
+fn stun_request(ty: u16) -> Vec<u8> {
+    let soft = b"baresip v3.10.1\0";
+    let mut m = ty.to_be_bytes().to_vec();
+    m.extend((4 + soft.len() as u16).to_be_bytes());
+    m.extend(0x2112_A442u32.to_be_bytes());
+    m.extend(b"txn-id-12byt");
+    m.extend(0x8022u16.to_be_bytes());
+    m.extend((soft.len() as u16).to_be_bytes());
+    m.extend(soft);
+    m
+}
+
+#[test]
+fn stun_binding_requests_are_keepalives_unless_turned_off() {
+    let stun = stun_request(0x0001);
+    let judge = |e: &mut sipwall::engine::Engine, src: &str, b: &[u8], now| {
+        e.decide(&udp(src, PBX, b), Direction::ToPbx, now).reason
+    };
+    let mut e = engine();
+    assert_eq!(judge(&mut e, PHONE, &stun, S), Reason::Keepalive);
+    // A response or a truncated request is not a keepalive.
+    assert_eq!(
+        judge(&mut e, PHONE, &stun_request(0x0101), S),
+        Reason::NotSip
+    );
+    assert_eq!(
+        judge(&mut e, PHONE, &stun[..stun.len() - 1], S),
+        Reason::NotSip
+    );
+    // Sources with no state share the keepalive bucket (burst 1000): a spoofed flood of them
+    // is cut there, as CRLFs are.
+    let limited = (0..1500u32)
+        .filter(|i| {
+            let src = format!("198.19.{}.{}:5060", i / 250, i % 250 + 1);
+            judge(&mut e, &src, &stun, 2 * S) == Reason::RateLimited
+        })
+        .count();
+    assert!((400..=500).contains(&limited), "{limited} rate-limited");
+    let mut e = engine_with("[sip]\nstun_keepalives = false");
+    assert_eq!(judge(&mut e, PHONE, &stun, S), Reason::NotSip);
+}
+
 #[test]
 fn in_dialog_requests_of_real_calls_pass_and_strangers_do_not() {
     let mut e = engine();

@@ -214,6 +214,21 @@ fn inline_in_front_of_kamailio_against_real_tools() {
     );
     assert_eq!(get("tls_ip_sni_unfiltered"), "ok", "{log}");
     assert_eq!(
+        get("stun_unfiltered"),
+        "ok",
+        "kamailio answers STUN on its SIP port: {log}"
+    );
+    assert_eq!(
+        get("stun_keepalive"),
+        "ok",
+        "a phone's STUN keepalive (RFC 5626) gets through sipwall and is answered: {log}"
+    );
+    assert_eq!(
+        get("stun_when_off"),
+        "failed",
+        "sip.stun_keepalives = false (reloaded) drops them: {log}"
+    );
+    assert_eq!(
         get("tls_secret_sni"),
         "ok",
         "TLS handshake with the secret domain as SNI: {log}"

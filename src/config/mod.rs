@@ -71,6 +71,9 @@ pub struct SipSection {
     pub tcp_ports: Vec<u16>,
     /// SIP over TLS; reserved for the inline daemon's SNI check.
     pub tls_ports: Vec<u16>,
+    /// STUN Binding Requests on a UDP SIP port are RFC 5626 keepalives (accepted as
+    /// `keepalive`); false drops them as `not-sip`.
+    pub stun_keepalives: bool,
 }
 
 impl Default for SipSection {
@@ -81,6 +84,7 @@ impl Default for SipSection {
             udp_ports: vec![5060],
             tcp_ports: vec![5060],
             tls_ports: vec![5061],
+            stun_keepalives: true,
         }
     }
 }

@@ -441,7 +441,11 @@ impl Engine {
         now: u64,
         ahead: &Ahead<'a>,
     ) -> Judged<'a> {
-        if sip::is_keepalive(payload) {
+        if sip::is_keepalive(payload)
+            || (framing == Framing::Datagram
+                && self.policy.config.sip.stun_keepalives
+                && sip::is_stun_keepalive(payload))
+        {
             return Judged {
                 what: What::Keepalive,
                 decision: self.keepalive(src, now),

@@ -25,12 +25,14 @@ sipwall_stop() { kill -TERM "$sw"; wait "$sw" || true; }
 # 0. Without sipwall, any TLS client gets a handshake on 5061.
 tls_up
 tls_try atk 198.18.0.2 && echo "tls_ip_sni_unfiltered=ok" || echo "tls_ip_sni_unfiltered=failed"
+stun_try phone && echo "stun_unfiltered=ok" || echo "stun_unfiltered=failed"
 
 # 1. Filtering: phones register, sipvicious gets nothing through, the guesser is banned.
 sipwall_up
 tls_try phone sip.example.com && echo "tls_secret_sni=ok" || echo "tls_secret_sni=failed"
 tls_try atk 198.18.0.2 && echo "tls_ip_sni=ok" || echo "tls_ip_sni=failed"
 tls_try atk "" && echo "tls_no_sni=ok" || echo "tls_no_sni=failed"
+stun_try phone && echo "stun_keepalive=ok" || echo "stun_keepalive=failed"
 ok=0
 sipp_run phone "$run/phone.xml" 100 secret100 u1 2 && ok=$((ok + 1))
 sipp_run phone "$run/phone.xml" 102 secret102 t1 1 && ok=$((ok + 1))
@@ -103,5 +105,9 @@ printf '[sip]\ndomains = ["new.example.com"]\n' > "$run/sw.toml"
 kill -HUP "$sw"
 wait "$call" && echo "call_across_reload=ok" || echo "call_across_reload=failed"
 SIPP_TIMEOUT=4 sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "old_domain_after_change=ok" || echo "old_domain_after_change=failed"
+# STUN keepalives turned off: dropped as not-sip from then on.
+printf '[sip]\ndomains = ["sip.example.com"]\nstun_keepalives = false\n' > "$run/sw.toml"
+kill -HUP "$sw"; sleep 0.5
+stun_try phone && echo "stun_when_off=ok" || echo "stun_when_off=failed"
 sipwall_stop
 echo "bad_reload_reported=$(grep -c 'reload failed' "$run/sipwall.err" || true)"

@@ -125,6 +125,21 @@ tls_try() {
     | grep -q "Cipher is"
 }
 
+# An RFC 5626 keepalive over UDP, as baresip sends it (a STUN Binding Request with SOFTWARE)
+# from namespace $1 to the PBX: succeeds when kamailio's Binding Success Response comes back.
+stun_try() {
+  ip netns exec "$ns-$1" timeout 5 python3 -c '
+import os, socket, struct, sys
+soft = b"baresip v3 (sipwall e2e)"
+attr = struct.pack(">HH", 0x8022, len(soft)) + soft + bytes(-len(soft) % 4)
+txn = os.urandom(12)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(struct.pack(">HHI", 1, len(attr), 0x2112A442) + txn + attr, ("198.18.0.2", 5060))
+d = s.recv(2048)
+sys.exit(0 if d[:2] == b"\x01\x01" and d[8:20] == txn else 1)' 2>/dev/null
+}
+
 # The attacker, by IP, as sipvicious does it (each bounded; they may fail when blocked).
 sipvicious_run() {
   ip netns exec "$ns-atk" timeout 15 svmap -p5060 198.18.0.2 >/dev/null 2>&1 || true
