@@ -141,6 +141,10 @@ fn scanners_methods_not_sip_and_keepalives() {
         Reason::NotSip
     );
     assert_eq!(reason(&mut e, PHONE, "\r\n\r\n", S), Reason::Keepalive);
+    // Older phones' NAT keepalives (five spaces, as in a 2005 softphone capture; NULs).
+    assert_eq!(reason(&mut e, PHONE, "     ", S), Reason::Keepalive);
+    assert_eq!(reason(&mut e, PHONE, "\0\0\0\0", S), Reason::Keepalive);
+    assert_eq!(reason(&mut e, PHONE, "hello", S), Reason::NotSip);
     let mut e = engine_with(
         "[methods]\nallowed_sources_only = [\"MESSAGE\"]\n[sources]\nallow=[\"198.18.5.0/24\"]",
     );

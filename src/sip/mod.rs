@@ -15,9 +15,19 @@ pub use message::{
 };
 pub use uri::{Host, Scheme, Uri};
 
-/// RFC 5626 keepalive: a bare CRLF (pong) or CRLFCRLF (ping).
+/// Longest datagram of whitespace and NULs taken as a keepalive.
+pub const MAX_BLANK_KEEPALIVE: usize = 16;
+
+/// A keepalive datagram: RFC 5626's CRLF (pong) and CRLFCRLF (ping), and the other short runs
+/// of whitespace or NULs (or nothing) that older phones and ATAs send to hold their NAT
+/// binding open, every ~30 s: five spaces, four NULs. No SIP stack reads anything from them
+/// (a start line may not begin with whitespace); judged `not-sip`, every such phone would
+/// show as dropped in the logs and in a dry run's counters.
 pub fn is_keepalive(payload: &[u8]) -> bool {
-    payload == b"\r\n" || payload == b"\r\n\r\n"
+    payload.len() <= MAX_BLANK_KEEPALIVE
+        && payload
+            .iter()
+            .all(|&b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
 }
 
 /// Largest STUN keepalive taken as one: a Binding Request carries a few short attributes
@@ -72,6 +82,25 @@ mod tests {
         m.extend(b"0123456789ab");
         m.extend(body);
         m
+    }
+
+    #[test]
+    fn blank_datagrams_are_keepalives() {
+        for k in [
+            &b"\r\n"[..],
+            b"\r\n\r\n",
+            b"     ",
+            b"\0\0\0\0",
+            b"",
+            b"\n",
+            b" \r\n\t",
+        ] {
+            assert!(is_keepalive(k), "{k:?}");
+        }
+        let long = [b' '; MAX_BLANK_KEEPALIVE + 1];
+        for k in [&long[..], b"hello", b"\r\nx", b"\r\nOPTIONS", b"\x01"] {
+            assert!(!is_keepalive(k), "{k:?}");
+        }
     }
 
     #[test]
