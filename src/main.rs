@@ -243,6 +243,15 @@ fn main() {
             .event_format(sipwall::inline::log::Fail2banFormat)
             .init(),
     }
+    if !matches!(cli.cmd, Cmd::Run { .. }) {
+        // A one-shot command piped into `head` stops quietly when the reader goes, as other
+        // command-line tools do, instead of panicking on the failed print. The daemon keeps
+        // SIGPIPE ignored: a control client hanging up must not end it.
+        // SAFETY: setting a signal's disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -304,3 +304,54 @@ fn check_validates_configs_with_line_numbers() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pcap"));
 }
+
+/// `sipwall replay --verdicts /dev/stdout | head -1`: the reader goes away early. The command
+/// stops on SIGPIPE as other tools do; it does not panic on the failed print.
+#[test]
+fn a_reader_that_goes_away_early_is_no_panic() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    // Megabytes of verdict lines: far more than a pipe holds.
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("mix.pcap");
+    let gen = bin()
+        .args(["gen", "--packets", "20000"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(gen.status.success());
+    let mut child = bin()
+        .args([
+            "replay",
+            "--domain",
+            common::DOMAIN,
+            "--verdicts",
+            "/dev/stdout",
+        ])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        status.success() || status.signal() == Some(libc::SIGPIPE),
+        "{status:?}: {err}"
+    );
+}
