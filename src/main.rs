@@ -644,14 +644,40 @@ fn run_inline(
         },
         now_ns(),
     )));
+    // The kernel rules in force; a reload that changes the SIP ports moves them too.
+    let in_force = Arc::new(Mutex::new(rules.clone()));
     let reload: ctl::Reloader = {
-        let (common, pbx, ctl, keeper) =
-            (common.clone(), pbx.to_vec(), ctl.clone(), keeper.clone());
+        let (common, pbx, ctl, keeper, in_force) = (
+            common.clone(),
+            pbx.to_vec(),
+            ctl.clone(),
+            keeper.clone(),
+            in_force.clone(),
+        );
+        let queues = queues.to_string();
         Arc::new(move || {
             let p = load(&common, &pbx)?;
             if p.domains.is_empty() {
                 bail!("no secret domain");
             }
+            let new = kernel_rules(&p.config, &queues, fail_closed)?;
+            let mut rules = in_force.lock().expect("rules lock");
+            if !rules.update_commands(&new).is_empty() {
+                if apply_rules {
+                    rules
+                        .update(&new)
+                        .context("moving the kernel rules to the new ports")?;
+                } else {
+                    tracing::warn!(
+                        udp = ?new.udp_ports,
+                        tcp = ?new.tcp_ports,
+                        tls = ?new.tls_ports,
+                        "SIP ports changed: the kernel rules (not sipwall's: no --apply-rules) must queue them"
+                    );
+                }
+                *rules = new;
+            }
+            drop(rules);
             ctl.reload(Arc::new(p));
             keeper.lock().expect("keeper lock").load_feeds(now_ns());
             Ok("config reloaded".to_string())

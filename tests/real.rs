@@ -224,6 +224,17 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "a phone's STUN keepalive (RFC 5626) gets through sipwall and is answered: {log}"
     );
     assert_eq!(
+        get("rules_for_5160_after_reload"),
+        "1",
+        "a reload that adds a port queues it: {log}"
+    );
+    assert_eq!(
+        get("rules_for_5060_after_reload"),
+        "1",
+        "and keeps the port it had (here in ip6tables): {log}"
+    );
+    assert_eq!(get("phone_after_port_reload"), "ok", "{log}");
+    assert_eq!(
         get("stun_when_off"),
         "failed",
         "sip.stun_keepalives = false (reloaded) drops them: {log}"

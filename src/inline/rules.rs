@@ -101,8 +101,7 @@ impl Rules {
                     run(tool, &["-w", "-F", chain])?;
                 }
                 for r in self.chain_rules(chain, flag) {
-                    let mut args = vec!["-w".to_string()];
-                    args.extend(r);
+                    let args = with_wait(r);
                     let args: Vec<&str> = args.iter().map(String::as_str).collect();
                     run(tool, &args)?;
                 }
@@ -113,6 +112,46 @@ impl Rules {
         }
         Ok(())
     }
+}
+
+impl Rules {
+    /// The commands that move the rules in force (`self`) to `new`'s (a reload that changed
+    /// the SIP ports), as (tool, arguments): the new rules are added before the stale ones go,
+    /// so no port that both name is ever left unqueued; unchanged rules are not touched.
+    pub fn update_commands(&self, new: &Rules) -> Vec<(&'static str, Vec<String>)> {
+        let mut adds = Vec::new();
+        let mut deletes = Vec::new();
+        for tool in TOOLS {
+            for (chain, flag) in [(IN_CHAIN, "--dport"), (OUT_CHAIN, "--sport")] {
+                let (old, now) = (self.chain_rules(chain, flag), new.chain_rules(chain, flag));
+                for r in now.iter().filter(|r| !old.contains(r)) {
+                    adds.push((tool, with_wait(r.clone())));
+                }
+                for r in old.iter().filter(|r| !now.contains(r)) {
+                    let mut d = r.clone();
+                    d[0] = "-D".into();
+                    deletes.push((tool, with_wait(d)));
+                }
+            }
+        }
+        adds.extend(deletes);
+        adds
+    }
+
+    /// Runs [`Rules::update_commands`].
+    pub fn update(&self, new: &Rules) -> anyhow::Result<()> {
+        for (tool, args) in self.update_commands(new) {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(tool, &args)?;
+        }
+        Ok(())
+    }
+}
+
+fn with_wait(rule: Vec<String>) -> Vec<String> {
+    let mut args = vec!["-w".to_string()];
+    args.extend(rule);
+    args
 }
 
 /// Unhooks and deletes sipwall's chains; does nothing where they are absent.
@@ -178,5 +217,43 @@ mod tests {
             ..r
         };
         assert!(closed.script().contains("-j NFQUEUE --queue-num 0\n"));
+    }
+
+    #[test]
+    fn a_port_change_adds_the_new_rules_before_removing_the_old() {
+        let old = Rules {
+            udp_ports: vec![5060],
+            tcp_ports: vec![5060],
+            tls_ports: vec![5061],
+            first_queue: 0,
+            last_queue: 0,
+            fail_closed: false,
+        };
+        let new = Rules {
+            udp_ports: vec![5060, 5160],
+            tcp_ports: vec![5160],
+            ..old.clone()
+        };
+        let cmds: Vec<String> = old
+            .update_commands(&new)
+            .iter()
+            .map(|(t, a)| format!("{t} {}", a.join(" ")))
+            .collect();
+        let at = |needle: &str| {
+            cmds.iter()
+                .position(|c| c.starts_with(needle))
+                .unwrap_or_else(|| panic!("{needle} in {cmds:#?}"))
+        };
+        // Per tool and chain: UDP 5160 and TCP 5160 added, TCP 5060 deleted; UDP 5060 and TLS
+        // 5061 untouched.
+        assert_eq!(cmds.len(), 2 * 2 * 3, "{cmds:#?}");
+        let last_add = at("ip6tables -w -A SIPWALL_OUT -p tcp --sport 5160");
+        let first_delete = at("iptables -w -D SIPWALL_IN -p tcp --dport 5060 ");
+        assert!(last_add < first_delete, "{cmds:#?}");
+        assert!(cmds
+            .iter()
+            .all(|c| !c.contains("5061") && !c.contains("udp --dport 5060 ")));
+        assert!(cmds[first_delete].ends_with("-j NFQUEUE --queue-num 0 --queue-bypass"));
+        assert!(old.update_commands(&old).is_empty());
     }
 }

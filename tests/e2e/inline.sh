@@ -109,5 +109,11 @@ SIPP_TIMEOUT=4 sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "old_d
 printf '[sip]\ndomains = ["sip.example.com"]\nstun_keepalives = false\n' > "$run/sw.toml"
 kill -HUP "$sw"; sleep 0.5
 stun_try phone && echo "stun_when_off=ok" || echo "stun_when_off=failed"
+# A reload that adds a SIP port moves sipwall's kernel rules with it; 5060 stays queued.
+printf '[sip]\ndomains = ["sip.example.com"]\nudp_ports = [5060, 5160]\n' > "$run/sw.toml"
+kill -HUP "$sw"; sleep 0.5
+echo "rules_for_5160_after_reload=$(ip netns exec "$ns-pbx" iptables -S SIPWALL_IN | grep -c -- '-p udp .*--dport 5160 ' || true)"
+echo "rules_for_5060_after_reload=$(ip netns exec "$ns-pbx" ip6tables -S SIPWALL_IN | grep -c -- '-p udp .*--dport 5060 ' || true)"
+sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "phone_after_port_reload=ok" || echo "phone_after_port_reload=failed"
 sipwall_stop
 echo "bad_reload_reported=$(grep -c 'reload failed' "$run/sipwall.err" || true)"
