@@ -40,6 +40,10 @@ struct Common {
     /// Secret domain (repeatable); replaces sip.domains.
     #[arg(long = "domain", short = 'd')]
     domains: Vec<String>,
+    /// SIP port, UDP and TCP (repeatable); replaces sip.udp_ports and sip.tcp_ports (FreePBX's
+    /// chan_sip listens on 5160, for one).
+    #[arg(long = "port")]
+    ports: Vec<u16>,
 }
 
 #[derive(Args)]
@@ -190,6 +194,9 @@ enum Cmd {
         queues: String,
         #[arg(long)]
         fail_closed: bool,
+        /// SIP port, UDP and TCP (repeatable), as `run --port`.
+        #[arg(long = "port")]
+        ports: Vec<u16>,
     },
     /// Write a synthetic mixed capture (phones, PBX answers, scanners, a password guesser).
     Gen {
@@ -213,6 +220,10 @@ fn load(common: &Common, pbx: &[IpAddr]) -> Result<Policy> {
     };
     if !common.domains.is_empty() {
         cfg.sip.domains = common.domains.clone();
+    }
+    if !common.ports.is_empty() {
+        cfg.sip.udp_ports = common.ports.clone();
+        cfg.sip.tcp_ports = common.ports.clone();
     }
     if !pbx.is_empty() {
         cfg.sip.pbx = pbx.to_vec();
@@ -307,11 +318,16 @@ fn run(cli: Cli) -> Result<i32> {
             config,
             queues,
             fail_closed,
+            ports,
         } => {
-            let cfg = match &config {
+            let mut cfg = match &config {
                 Some(p) => Config::load(p)?,
                 None => Config::default(),
             };
+            if !ports.is_empty() {
+                cfg.sip.udp_ports = ports.clone();
+                cfg.sip.tcp_ports = ports;
+            }
             let rules = kernel_rules(&cfg, &queues, fail_closed)?;
             match action {
                 RulesAction::Print => print!("{}", rules.script()),
@@ -483,11 +499,26 @@ fn replay_cmd(
                     );
                 }
             }
-            _ => bail!(
-                "no SIP requests on ports {:?}/{:?} in the capture; give --pbx",
-                sides.udp_ports,
-                sides.tcp_ports
-            ),
+            _ => {
+                let found = replay::request_ports(&cap);
+                let elsewhere: Vec<String> = found
+                    .iter()
+                    .take(3)
+                    .map(|(t, port, n)| format!("{} port {port} ({n})", t.as_str()))
+                    .collect();
+                let hint = match found.first() {
+                    Some((_, port, _)) => format!(
+                        "SIP requests go to {}: give --port {port} (or sip.udp_ports/tcp_ports in --config)",
+                        elsewhere.join(", ")
+                    ),
+                    None => "give --pbx".into(),
+                };
+                bail!(
+                    "no SIP requests on udp ports {:?} / tcp ports {:?} in the capture; {hint}",
+                    sides.udp_ports,
+                    sides.tcp_ports
+                )
+            }
         }
     }
     if policy.domains.is_empty() && !json {

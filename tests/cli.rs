@@ -355,3 +355,57 @@ fn a_reader_that_goes_away_early_is_no_panic() {
         "{status:?}: {err}"
     );
 }
+
+/// A PBX on another port (FreePBX's chan_sip takes 5160): replay says where the requests go,
+/// and `--port` judges them.
+#[test]
+fn replay_points_at_sip_on_another_port_and_port_judges_it() {
+    let msg = common::request(
+        "REGISTER",
+        common::DOMAIN,
+        common::DOMAIN,
+        common::DOMAIN,
+        "",
+    );
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+        .udp(5062, 5160)
+        .write(&mut frame, msg.as_bytes())
+        .unwrap();
+    // pcap: global header (Ethernet), one record.
+    let mut pcap = Vec::new();
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+        pcap.extend(v.to_le_bytes());
+    }
+    for v in [1_700_000_000u32, 0, frame.len() as u32, frame.len() as u32] {
+        pcap.extend(v.to_le_bytes());
+    }
+    pcap.extend(&frame);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("5160.pcap");
+    std::fs::write(&f, pcap).unwrap();
+    let out = bin()
+        .args(["replay", "--domain", common::DOMAIN])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("udp port 5160 (1): give --port 5160"), "{err}");
+    let out = bin()
+        .args([
+            "replay",
+            "--json",
+            "--domain",
+            common::DOMAIN,
+            "--port",
+            "5160",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert_eq!(v["sip_messages"], 1, "{v}");
+    assert_eq!(v["reasons"]["secret-domain"], 1, "{v}");
+}

@@ -82,6 +82,33 @@ pub fn infer_pbx(cap: &Capture, udp_ports: &[u16], tcp_ports: &[u16]) -> Vec<IpA
     servers(&requests)
 }
 
+/// Where SIP requests go in a capture, whatever the configured ports: (transport, destination
+/// port, requests), the busiest first, for a hint when none go to the configured ones.
+pub fn request_ports(cap: &Capture) -> Vec<(Transport, u16, u64)> {
+    let mut seen: HashMap<(Transport, u16), u64> = HashMap::new();
+    for f in &cap.frames {
+        let Some(s) = slice(f.linktype, cap.data(f)) else {
+            continue;
+        };
+        if let IpView::Packet(p) = Packet::from_sliced(&s) {
+            let line = p.payload.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if matches!(
+                crate::sip::parse_start_line(line),
+                Ok(crate::sip::StartLine::Request { .. })
+            ) {
+                *seen.entry((p.transport, p.dst.port())).or_default() += 1;
+            }
+        }
+    }
+    let mut v: Vec<_> = seen
+        .into_iter()
+        .map(|((t, port), n)| (t, port, n))
+        .collect();
+    v.sort_by_key(|&(t, port, n)| (std::cmp::Reverse(n), port, t.as_str()));
+    v
+}
+
 /// The servers among the (source, destination) pairs of requests: an address that receives
 /// requests from several sources, or from a source that never receives any (a phone, a
 /// scanner). A phone receives requests only from its PBX, which receives requests itself, so
