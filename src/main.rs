@@ -282,13 +282,16 @@ fn run(cli: Cli) -> Result<i32> {
             };
             let p = cfg.compile()?;
             println!(
-                "ok: {} secret domain(s), {} PBX address(es), {} allow and {} deny entries, {} scanner patterns, {} ban tier(s)",
+                "ok: {} secret domain(s), {} PBX address(es), {} allow and {} deny entries, {} scanner patterns, {} ban tier(s); SIP on udp {:?}, tcp {:?}, tls {:?}",
                 p.domains.len(),
                 p.pbx.len(),
                 cfg.sources.allow.len(),
                 cfg.sources.deny.len(),
                 p.scanner_patterns.len(),
-                p.tiers.len()
+                p.tiers.len(),
+                cfg.sip.udp_ports,
+                cfg.sip.tcp_ports,
+                cfg.sip.tls_ports
             );
             if p.domains.is_empty() {
                 println!("warning: no secret domain: every out-of-dialog request will be dropped as no-secret-domain");

@@ -281,6 +281,12 @@ fn check_validates_configs_with_line_numbers() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("1 secret domain(s)")
+            && said.contains("SIP on udp [5060], tcp [5060], tls [5061]"),
+        "{said}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(
