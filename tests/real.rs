@@ -234,6 +234,11 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "and keeps the port it had (here in ip6tables): {log}"
     );
     assert_eq!(get("phone_after_port_reload"), "ok", "{log}");
+    assert_ne!(
+        get("kernel_table_rules_for_5160"),
+        "0",
+        "the kernel ban sets' rules are rebuilt for the new port: {log}"
+    );
     assert_eq!(
         get("stun_when_off"),
         "failed",

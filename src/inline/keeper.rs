@@ -70,9 +70,7 @@ impl Keeper {
             Some(s)
         });
         let offload = if opts.offload {
-            let c = &ctl.current().config.sip;
-            let ports = [&c.udp_ports[..], &c.tcp_ports, &c.tls_ports].concat();
-            Offload::create(ports)
+            Offload::create(super::offload::sip_ports(&ctl.current().config.sip))
                 .map_err(|e| tracing::error!(error = %e, "kernel offload off: bans are enforced by sipwall only"))
                 .ok()
         } else {
@@ -189,6 +187,17 @@ impl Keeper {
     fn sync_kernel(&mut self, bans: &[Ban], now: u64) {
         let Some(off) = &mut self.offload else { return };
         let policy = self.ctl.current();
+        // A reload changed the SIP ports: the table is rebuilt for them, and filled below.
+        let ports = super::offload::sip_ports(&policy.config.sip);
+        if off.ports() != ports {
+            match Offload::create(ports) {
+                Ok(new) => {
+                    *off = new;
+                    tracing::info!(ports = ?off.ports(), "kernel table rebuilt for the new SIP ports");
+                }
+                Err(e) => tracing::error!(error = %e, "kernel table kept for the old SIP ports"),
+            }
+        }
         let mut want = Wanted::default();
         for b in bans {
             let Some(net) = net_of_label(&b.source) else {

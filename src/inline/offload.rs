@@ -65,6 +65,14 @@ pub struct Offload {
 /// Packets each set's rule has dropped (or let through to the queue, for allow sets).
 pub type SetCounters = BTreeMap<String, u64>;
 
+/// The ports the table's rules match: every SIP port of the config (UDP, TCP, TLS), once each.
+pub fn sip_ports(c: &crate::config::SipSection) -> Vec<u16> {
+    let mut ports = [&c.udp_ports[..], &c.tcp_ports, &c.tls_ports].concat();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 impl Offload {
     /// Builds sipwall's table afresh (an old one is replaced) for these SIP ports.
     pub fn create(mut ports: Vec<u16>) -> anyhow::Result<Offload> {
@@ -76,6 +84,11 @@ impl Offload {
         };
         nft(&o.table_script())?;
         Ok(o)
+    }
+
+    /// The ports the table's rules match (sorted, once each).
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
     }
 
     /// The script that (re)creates the table, empty.

@@ -115,5 +115,7 @@ kill -HUP "$sw"; sleep 0.5
 echo "rules_for_5160_after_reload=$(ip netns exec "$ns-pbx" iptables -S SIPWALL_IN | grep -c -- '-p udp .*--dport 5160 ' || true)"
 echo "rules_for_5060_after_reload=$(ip netns exec "$ns-pbx" ip6tables -S SIPWALL_IN | grep -c -- '-p udp .*--dport 5060 ' || true)"
 sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "phone_after_port_reload=ok" || echo "phone_after_port_reload=failed"
+# The kernel ban sets' rules follow the ports too.
+echo "kernel_table_rules_for_5160=$(ip netns exec "$ns-pbx" nft list table inet sipwall 2>/dev/null | grep -c 'dport {.*5160' || true)"
 sipwall_stop
 echo "bad_reload_reported=$(grep -c 'reload failed' "$run/sipwall.err" || true)"
