@@ -195,15 +195,23 @@ fn run(tool: &str, args: &[&str]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn script_queues_both_directions_with_bypass() {
-        let r = Rules {
+    /// The default ports on queue 0, with bypass.
+    fn defaults() -> Rules {
+        Rules {
             udp_ports: vec![5060],
             tcp_ports: vec![5060],
             tls_ports: vec![5061],
             first_queue: 0,
-            last_queue: 1,
+            last_queue: 0,
             fail_closed: false,
+        }
+    }
+
+    #[test]
+    fn script_queues_both_directions_with_bypass() {
+        let r = Rules {
+            last_queue: 1,
+            ..defaults()
         };
         let s = r.script();
         assert!(s.contains("iptables -w -A SIPWALL_IN -p udp --dport 5060 -m conntrack"));
@@ -221,14 +229,7 @@ mod tests {
 
     #[test]
     fn a_port_change_adds_the_new_rules_before_removing_the_old() {
-        let old = Rules {
-            udp_ports: vec![5060],
-            tcp_ports: vec![5060],
-            tls_ports: vec![5061],
-            first_queue: 0,
-            last_queue: 0,
-            fail_closed: false,
-        };
+        let old = defaults();
         let new = Rules {
             udp_ports: vec![5060, 5160],
             tcp_ports: vec![5160],
