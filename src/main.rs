@@ -213,6 +213,14 @@ enum Cmd {
     },
 }
 
+/// `--port`: the SIP ports, UDP and TCP, in place of the config's (none given: the config's).
+fn override_ports(cfg: &mut Config, ports: &[u16]) {
+    if !ports.is_empty() {
+        cfg.sip.udp_ports = ports.to_vec();
+        cfg.sip.tcp_ports = ports.to_vec();
+    }
+}
+
 fn load(common: &Common, pbx: &[IpAddr]) -> Result<Policy> {
     let mut cfg = match &common.config {
         Some(p) => Config::load(p)?,
@@ -221,10 +229,7 @@ fn load(common: &Common, pbx: &[IpAddr]) -> Result<Policy> {
     if !common.domains.is_empty() {
         cfg.sip.domains = common.domains.clone();
     }
-    if !common.ports.is_empty() {
-        cfg.sip.udp_ports = common.ports.clone();
-        cfg.sip.tcp_ports = common.ports.clone();
-    }
+    override_ports(&mut cfg, &common.ports);
     if !pbx.is_empty() {
         cfg.sip.pbx = pbx.to_vec();
     }
@@ -327,10 +332,7 @@ fn run(cli: Cli) -> Result<i32> {
                 Some(p) => Config::load(p)?,
                 None => Config::default(),
             };
-            if !ports.is_empty() {
-                cfg.sip.udp_ports = ports.clone();
-                cfg.sip.tcp_ports = ports;
-            }
+            override_ports(&mut cfg, &ports);
             let rules = kernel_rules(&cfg, &queues, fail_closed)?;
             match action {
                 RulesAction::Print => print!("{}", rules.script()),
