@@ -680,17 +680,12 @@ fn run_inline(
         },
         now_ns(),
     )));
-    // The kernel rules in force; a reload that changes the SIP ports moves them too.
-    let in_force = Arc::new(Mutex::new(rules.clone()));
     let reload: ctl::Reloader = {
-        let (common, pbx, ctl, keeper, in_force) = (
-            common.clone(),
-            pbx.to_vec(),
-            ctl.clone(),
-            keeper.clone(),
-            in_force.clone(),
-        );
+        let (common, pbx, ctl, keeper) =
+            (common.clone(), pbx.to_vec(), ctl.clone(), keeper.clone());
         let queues = queues.to_string();
+        // The kernel rules in force; a reload that changes the SIP ports moves them too.
+        let in_force = Mutex::new(rules.clone());
         Arc::new(move || {
             let p = load(&common, &pbx)?;
             if p.domains.is_empty() {
@@ -698,10 +693,10 @@ fn run_inline(
             }
             let new = kernel_rules(&p.config, &queues, fail_closed)?;
             let mut rules = in_force.lock().expect("rules lock");
-            if !rules.update_commands(&new).is_empty() {
+            let moves = rules.update_commands(&new);
+            if !moves.is_empty() {
                 if apply_rules {
-                    rules
-                        .update(&new)
+                    sipwall::inline::rules::run_all(&moves)
                         .context("moving the kernel rules to the new ports")?;
                 } else {
                     tracing::warn!(

@@ -406,6 +406,13 @@ impl Engine {
         d
     }
 
+    /// A UDP keepalive: a blank datagram, or a STUN Binding Request unless the config
+    /// turned those off. The one test `judge` and `read_ahead` both make.
+    fn is_keepalive(&self, payload: &[u8]) -> bool {
+        sip::is_keepalive(payload)
+            || (self.policy.config.sip.stun_keepalives && sip::is_stun_keepalive(payload))
+    }
+
     fn keepalive(&mut self, src: &Src, now: u64) -> Decision {
         if self.rate.check_keepalive(src.key, now) {
             Decision::accept(Reason::Keepalive)
@@ -441,11 +448,7 @@ impl Engine {
         now: u64,
         ahead: &Ahead<'a>,
     ) -> Judged<'a> {
-        if sip::is_keepalive(payload)
-            || (framing == Framing::Datagram
-                && self.policy.config.sip.stun_keepalives
-                && sip::is_stun_keepalive(payload))
-        {
+        if self.is_keepalive(payload) {
             return Judged {
                 what: What::Keepalive,
                 decision: self.keepalive(src, now),
@@ -759,7 +762,7 @@ impl Engine {
         out.keys = Keys::NONE;
         if dir != Direction::ToPbx
             || !udp
-            || sip::is_keepalive(pkt.payload)
+            || self.is_keepalive(pkt.payload)
             || pkt.payload.len() > self.policy.config.limits.max_message_bytes
             || self
                 .shared

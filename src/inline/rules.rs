@@ -137,15 +137,15 @@ impl Rules {
         adds.extend(deletes);
         adds
     }
+}
 
-    /// Runs [`Rules::update_commands`].
-    pub fn update(&self, new: &Rules) -> anyhow::Result<()> {
-        for (tool, args) in self.update_commands(new) {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(tool, &args)?;
-        }
-        Ok(())
+/// Runs commands such as [`Rules::update_commands`] gives, in order.
+pub fn run_all(cmds: &[(&str, Vec<String>)]) -> anyhow::Result<()> {
+    for (tool, args) in cmds {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(tool, &args)?;
     }
+    Ok(())
 }
 
 fn with_wait(rule: Vec<String>) -> Vec<String> {

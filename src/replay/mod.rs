@@ -61,44 +61,45 @@ impl Sides {
 /// port.
 pub fn infer_pbx(cap: &Capture, udp_ports: &[u16], tcp_ports: &[u16]) -> Vec<IpAddr> {
     let mut requests = Vec::new();
-    for f in &cap.frames {
-        let Some(s) = slice(f.linktype, cap.data(f)) else {
-            continue;
+    for p in packets(cap) {
+        let ports = if p.transport == Transport::Udp {
+            udp_ports
+        } else {
+            tcp_ports
         };
-        if let IpView::Packet(p) = Packet::from_sliced(&s) {
-            let ports = if p.transport == Transport::Udp {
-                udp_ports
-            } else {
-                tcp_ports
-            };
-            let is_request = p.payload.len() > 8
-                && !p.payload.starts_with(b"SIP/")
-                && p.payload[0].is_ascii_uppercase();
-            if ports.contains(&p.dst.port()) && is_request {
-                requests.push((p.src.ip(), p.dst.ip()));
-            }
+        let is_request = p.payload.len() > 8
+            && !p.payload.starts_with(b"SIP/")
+            && p.payload[0].is_ascii_uppercase();
+        if ports.contains(&p.dst.port()) && is_request {
+            requests.push((p.src.ip(), p.dst.ip()));
         }
     }
     servers(&requests)
+}
+
+/// The capture's UDP datagrams and TCP segments as they are on the wire (no reassembly), for
+/// a look at the capture before it is replayed.
+fn packets(cap: &Capture) -> impl Iterator<Item = Packet<'_>> {
+    cap.frames.iter().filter_map(
+        |f| match Packet::from_sliced(&slice(f.linktype, cap.data(f))?) {
+            IpView::Packet(p) => Some(p),
+            _ => None,
+        },
+    )
 }
 
 /// Where SIP requests go in a capture, whatever the configured ports: (transport, destination
 /// port, requests), the busiest first, for a hint when none go to the configured ones.
 pub fn request_ports(cap: &Capture) -> Vec<(Transport, u16, u64)> {
     let mut seen: HashMap<(Transport, u16), u64> = HashMap::new();
-    for f in &cap.frames {
-        let Some(s) = slice(f.linktype, cap.data(f)) else {
-            continue;
-        };
-        if let IpView::Packet(p) = Packet::from_sliced(&s) {
-            let line = p.payload.split(|&b| b == b'\n').next().unwrap_or_default();
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if matches!(
-                crate::sip::parse_start_line(line),
-                Ok(crate::sip::StartLine::Request { .. })
-            ) {
-                *seen.entry((p.transport, p.dst.port())).or_default() += 1;
-            }
+    for p in packets(cap) {
+        let line = p.payload.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if matches!(
+            crate::sip::parse_start_line(line),
+            Ok(crate::sip::StartLine::Request { .. })
+        ) {
+            *seen.entry((p.transport, p.dst.port())).or_default() += 1;
         }
     }
     let mut v: Vec<_> = seen
