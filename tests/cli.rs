@@ -362,6 +362,39 @@ fn a_reader_that_goes_away_early_is_no_panic() {
     );
 }
 
+/// A daemon that hangs up on `sipwall ctl` (stopping, or not sipwall at all): a clear error
+/// and exit 1, whether the hang-up comes before the request is written (EPIPE: the command
+/// takes SIGPIPE's default action, which would end it silently) or after.
+#[test]
+fn ctl_says_so_when_the_daemon_hangs_up() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ctl.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // Bounded: one connection per run below.
+    let runs = 20;
+    let server = std::thread::spawn(move || {
+        for _ in 0..runs {
+            let (s, _) = listener.accept().unwrap();
+            s.shutdown(std::net::Shutdown::Both).unwrap();
+        }
+    });
+    for _ in 0..runs {
+        let out = bin()
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&sock)
+            .arg("bans")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), None, "{:?}: {err}", out.status);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("hung up"), "{err}");
+    }
+    server.join().unwrap();
+}
+
 /// A PBX on another port (FreePBX's chan_sip takes 5160): replay says where the requests go,
 /// and `--port` judges them.
 #[test]

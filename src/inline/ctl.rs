@@ -359,9 +359,25 @@ pub fn call(path: &Path, req: &Request) -> anyhow::Result<Response> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
-    (&s).write_all(&line)?;
+    // MSG_NOSIGNAL: one-shot commands take SIGPIPE's default action (for `| head`), and a
+    // daemon that hung up must be an error message, not a silent exit 141.
+    let mut rest = &line[..];
+    while !rest.is_empty() {
+        match socket2::SockRef::from(&s).send_with_flags(rest, libc::MSG_NOSIGNAL) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => anyhow::bail!("sipwall at {} hung up: {e}", path.display()),
+        }
+    }
     let mut answer = String::new();
-    BufReader::new(&s).read_line(&mut answer)?;
+    match BufReader::new(&s).read_line(&mut answer) {
+        Ok(0) => anyhow::bail!("sipwall at {} hung up without answering", path.display()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            anyhow::bail!("sipwall at {} hung up: {e}", path.display())
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(serde_json::from_str(&answer)?)
 }
 
