@@ -294,7 +294,7 @@ impl Engine {
                 }
             }
             _ => {
-                let j = self.judge(pkt.payload, Framing::Datagram, &src, now, ahead);
+                let j = self.judge(pkt.payload, &src, now, ahead);
                 sink(&Outcome {
                     what: j.what,
                     decision: j.decision,
@@ -443,7 +443,6 @@ impl Engine {
     fn judge<'a>(
         &mut self,
         payload: &'a [u8],
-        framing: Framing,
         src: &Src,
         now: u64,
         ahead: &Ahead<'a>,
@@ -465,7 +464,7 @@ impl Engine {
         let read = match ahead.get() {
             Some(read) => read,
             None => {
-                parsed = sip::parse(payload, framing);
+                parsed = sip::parse(payload, Framing::Datagram);
                 &parsed
             }
         };
@@ -729,10 +728,7 @@ impl Engine {
     pub fn explain(&mut self, payload: &[u8], source: IpAddr, now: u64) -> Decision {
         PassedClock::set(now);
         match self.source(source, now) {
-            Ok(src) => {
-                self.judge(payload, Framing::Datagram, &src, now, &Ahead::NONE)
-                    .decision
-            }
+            Ok(src) => self.judge(payload, &src, now, &Ahead::NONE).decision,
             Err(d) => d,
         }
     }

@@ -70,7 +70,7 @@ impl Keeper {
             Some(s)
         });
         let offload = if opts.offload {
-            Offload::create(super::offload::sip_ports(&ctl.current().config.sip))
+            Offload::create(&ctl.current().config.sip)
                 .map_err(|e| tracing::error!(error = %e, "kernel offload off: bans are enforced by sipwall only"))
                 .ok()
         } else {
@@ -188,9 +188,8 @@ impl Keeper {
         let Some(off) = &mut self.offload else { return };
         let policy = self.ctl.current();
         // A reload changed the SIP ports: the table is rebuilt for them, and filled below.
-        let ports = super::offload::sip_ports(&policy.config.sip);
-        if off.ports() != ports {
-            match Offload::create(ports) {
+        if off.ports() != super::offload::sip_ports(&policy.config.sip) {
+            match Offload::create(&policy.config.sip) {
                 Ok(new) => {
                     *off = new;
                     tracing::info!(ports = ?off.ports(), "kernel table rebuilt for the new SIP ports");

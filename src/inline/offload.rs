@@ -74,12 +74,10 @@ pub fn sip_ports(c: &crate::config::SipSection) -> Vec<u16> {
 }
 
 impl Offload {
-    /// Builds sipwall's table afresh (an old one is replaced) for these SIP ports.
-    pub fn create(mut ports: Vec<u16>) -> anyhow::Result<Offload> {
-        ports.sort_unstable();
-        ports.dedup();
+    /// Builds sipwall's table afresh (an old one is replaced) for the config's SIP ports.
+    pub fn create(c: &crate::config::SipSection) -> anyhow::Result<Offload> {
         let o = Offload {
-            ports,
+            ports: sip_ports(c),
             installed: BTreeMap::new(),
         };
         nft(&o.table_script())?;
