@@ -139,13 +139,52 @@ impl Rules {
     }
 }
 
-/// Runs commands such as [`Rules::update_commands`] gives, in order.
+/// Runs commands such as [`Rules::update_commands`] gives, in order. When one fails, those
+/// that ran are undone, last first, so the kernel is left with the rules in force (which the
+/// caller keeps, with the old config) rather than a mix of both port sets.
 pub fn run_all(cmds: &[(&str, Vec<String>)]) -> anyhow::Result<()> {
-    for (tool, args) in cmds {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(tool, &args)?;
+    run_all_with(cmds, run)
+}
+
+fn run_all_with(
+    cmds: &[(&str, Vec<String>)],
+    mut run: impl FnMut(&str, &[&str]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for (k, (tool, args)) in cmds.iter().enumerate() {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let Err(e) = run(tool, &argv) else { continue };
+        let mut undo_failed = Vec::new();
+        for (tool, args) in cmds[..k].iter().rev() {
+            let inverse = undo(args);
+            let argv: Vec<&str> = inverse.iter().map(String::as_str).collect();
+            if let Err(u) = run(tool, &argv) {
+                undo_failed.push(u.to_string());
+            }
+        }
+        if undo_failed.is_empty() {
+            return Err(e.context("the rules in force are unchanged (what had run was undone)"));
+        }
+        return Err(e.context(format!(
+            "undoing what had run failed too (`sipwall rules apply` restores the rules): {}",
+            undo_failed.join("; ")
+        )));
     }
     Ok(())
+}
+
+/// The command that undoes an append or a delete (the rules' order in a chain does not
+/// matter: each queues its own port, to the same target).
+fn undo(args: &[String]) -> Vec<String> {
+    let mut a = args.to_vec();
+    for w in a.iter_mut() {
+        match w.as_str() {
+            "-A" => *w = "-D".into(),
+            "-D" => *w = "-A".into(),
+            _ => continue,
+        }
+        break;
+    }
+    a
 }
 
 fn with_wait(rule: Vec<String>) -> Vec<String> {
@@ -256,5 +295,53 @@ mod tests {
             .all(|c| !c.contains("5061") && !c.contains("udp --dport 5060 ")));
         assert!(cmds[first_delete].ends_with("-j NFQUEUE --queue-num 0 --queue-bypass"));
         assert!(old.update_commands(&old).is_empty());
+    }
+
+    #[test]
+    fn a_move_that_fails_half_way_is_undone() {
+        let old = defaults();
+        let new = Rules {
+            udp_ports: vec![5160],
+            ..old.clone()
+        };
+        let cmds = old.update_commands(&new);
+        let show = |t: &str, a: &[&str]| format!("{t} {}", a.join(" "));
+        // The kernel as a list of rules; the fourth command fails.
+        let mut ran = Vec::new();
+        let err = run_all_with(&cmds, |t, a| {
+            if ran.len() == 3 {
+                ran.push(format!("FAILED {}", show(t, a)));
+                anyhow::bail!("iptables: no chain by that name");
+            }
+            ran.push(show(t, a));
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("unchanged"), "{err:#}");
+        let done: Vec<String> = cmds[..3]
+            .iter()
+            .map(|(t, a)| format!("{t} {}", a.join(" ")))
+            .collect();
+        let undone: Vec<String> = done
+            .iter()
+            .rev()
+            .map(|c| c.replacen(" -A ", " -D ", 1))
+            .collect();
+        assert_eq!(ran[..3], done[..]);
+        assert!(ran[3].starts_with("FAILED "));
+        assert_eq!(ran[4..], undone[..], "{ran:#?}");
+        // An undo that fails is said, with how to restore.
+        let mut calls = 0;
+        let err = run_all_with(&cmds, |_, _| {
+            calls += 1;
+            if calls >= 2 {
+                anyhow::bail!("busy")
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("rules apply"), "{err:#}");
+        assert_eq!(undo(&undo(&cmds[0].1)), cmds[0].1);
+        assert!(undo(&cmds.last().unwrap().1).contains(&"-A".to_string()));
     }
 }
