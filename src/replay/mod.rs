@@ -67,10 +67,7 @@ pub fn infer_pbx(cap: &Capture, udp_ports: &[u16], tcp_ports: &[u16]) -> Vec<IpA
         } else {
             tcp_ports
         };
-        let is_request = p.payload.len() > 8
-            && !p.payload.starts_with(b"SIP/")
-            && p.payload[0].is_ascii_uppercase();
-        if ports.contains(&p.dst.port()) && is_request {
+        if ports.contains(&p.dst.port()) && starts_request(p.payload) {
             requests.push((p.src.ip(), p.dst.ip()));
         }
     }
@@ -93,12 +90,7 @@ fn packets(cap: &Capture) -> impl Iterator<Item = Packet<'_>> {
 pub fn request_ports(cap: &Capture) -> Vec<(Transport, u16, u64)> {
     let mut seen: HashMap<(Transport, u16), u64> = HashMap::new();
     for p in packets(cap) {
-        let line = p.payload.split(|&b| b == b'\n').next().unwrap_or_default();
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if matches!(
-            crate::sip::parse_start_line(line),
-            Ok(crate::sip::StartLine::Request { .. })
-        ) {
+        if starts_request(p.payload) {
             *seen.entry((p.transport, p.dst.port())).or_default() += 1;
         }
     }
@@ -108,6 +100,20 @@ pub fn request_ports(cap: &Capture) -> Vec<(Transport, u16, u64)> {
         .collect();
     v.sort_by_key(|&(t, port, n)| (std::cmp::Reverse(n), port, t.as_str()));
     v
+}
+
+/// The payload starts with a SIP request line's shape, `token SP ... SP SIP/2.0`, even one
+/// sipwall finds malformed (a request to an unbracketed IPv6 host still shows a server); a
+/// TCP segment that starts inside a message does not, nor does a response or HTTP.
+fn starts_request(payload: &[u8]) -> bool {
+    let line = payload.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(sp) = line.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    crate::sip::chars::is_token(&line[..sp])
+        && line.len() > sp + 9
+        && line[line.len() - 8..].eq_ignore_ascii_case(b" SIP/2.0")
 }
 
 /// The servers among the (source, destination) pairs of requests: an address that receives
@@ -144,7 +150,7 @@ pub fn servers(requests: &[(IpAddr, IpAddr)]) -> Vec<IpAddr> {
 
 #[cfg(test)]
 mod tests {
-    use super::servers;
+    use super::{servers, starts_request};
     use std::net::IpAddr;
 
     fn ip(s: &str) -> IpAddr {
@@ -170,6 +176,28 @@ mod tests {
         // Two servers that only talk to each other: the busier one.
         assert_eq!(servers(&[(v1, v2), (v2, v1), (v1, v2)]), vec![v2]);
         assert!(servers(&[]).is_empty());
+    }
+
+    #[test]
+    fn only_a_request_line_counts_as_a_request() {
+        assert!(starts_request(
+            b"OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nVia: x\r\n"
+        ));
+        assert!(starts_request(b"INVITE sip:2002@sip.example.com SIP/2.0\n"));
+        // A response, a TCP segment that starts inside a message, a keepalive, a body.
+        assert!(!starts_request(b"SIP/2.0 401 Unauthorized\r\n"));
+        assert!(!starts_request(
+            b"Via: SIP/2.0/TCP 198.18.1.7:5060;branch=z9hG4bK1\r\n"
+        ));
+        assert!(!starts_request(b"Content-Length: 0\r\n\r\n"));
+        assert!(!starts_request(b"\r\n\r\n"));
+        assert!(!starts_request(b"v=0\r\no=- 1 1 IN IP4 198.18.1.7\r\n"));
+        assert!(!starts_request(b"GET / HTTP/1.1\r\nHost: x\r\n"));
+        assert!(!starts_request(b"INVITE SIP/2.0\r\n"));
+        // Malformed for the policy (an unbracketed IPv6 host), yet a request to a server.
+        assert!(starts_request(
+            b"INVITE sip:4321@fec0:0:0:0:216:d3ff:fe0d:22c:5060 SIP/2.0\r\n"
+        ));
     }
 }
 
