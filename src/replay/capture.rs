@@ -121,8 +121,76 @@ pub fn plain_ipv4(linktype: i32, data: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// Slices a frame of the given link type down to its IP packet.
+/// Slices a frame of the given link type down to its IP packet, and out of the tunnels a
+/// mirror session or an IP-in-IP link wraps it in (see [`untunnel`]).
 pub fn slice(linktype: i32, data: &[u8]) -> Option<etherparse::SlicedPacket<'_>> {
+    let mut s = link(linktype, data)?;
+    for _ in 0..MAX_TUNNELS {
+        match untunnel(&s) {
+            Some(inner) => s = inner,
+            None => break,
+        }
+    }
+    Some(s)
+}
+
+/// Tunnels within tunnels taken off, at most (bounded work per frame).
+const MAX_TUNNELS: usize = 4;
+
+/// The packet a tunnel carries: IP in IP (IPv4 or IPv6, protocols 4 and 41), and GRE
+/// (RFC 2784/2890, version 0) carrying IP, Ethernet (0x6558, as port mirrors send it) or
+/// ERSPAN types I to III. Captures taken on a mirror port are made of these; sipwall
+/// inline never sees them. `None`: not a tunnel, an unknown one, or a fragment of one
+/// (reassembled, the outer payload is not looked into again).
+fn untunnel<'a>(s: &etherparse::SlicedPacket<'a>) -> Option<etherparse::SlicedPacket<'a>> {
+    use etherparse::{EtherType, IpNumber, NetSlice, SlicedPacket};
+    if s.transport.is_some() {
+        return None;
+    }
+    let p = match &s.net {
+        Some(NetSlice::Ipv4(v4)) => v4.payload(),
+        Some(NetSlice::Ipv6(v6)) => v6.payload(),
+        _ => return None,
+    };
+    if p.fragmented {
+        return None;
+    }
+    let b = p.payload;
+    match p.ip_number {
+        IpNumber::IPV4 | IpNumber::IPV6 => SlicedPacket::from_ip(b).ok(),
+        IpNumber::GRE => {
+            let flags = u16::from_be_bytes([*b.first()?, *b.get(1)?]);
+            let proto = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+            // Version 0 only (1 is PPTP's); no source routing (R).
+            if flags & 0x0007 != 0 || flags & 0x4000 != 0 {
+                return None;
+            }
+            let (checksum, key, seq) = (
+                flags & 0x8000 != 0,
+                flags & 0x2000 != 0,
+                flags & 0x1000 != 0,
+            );
+            let off = 4 + 4 * (usize::from(checksum) + usize::from(key) + usize::from(seq));
+            let rest = b.get(off..)?;
+            match proto {
+                0x0800 | 0x86dd => SlicedPacket::from_ether_type(EtherType(proto), rest).ok(),
+                0x6558 => SlicedPacket::from_ethernet(rest).ok(),
+                // ERSPAN type II: an 8-byte header (type I, without GRE's sequence, has none).
+                0x88be => SlicedPacket::from_ethernet(rest.get(if seq { 8 } else { 0 }..)?).ok(),
+                // ERSPAN type III: 12 bytes, 8 more when its O flag says a subheader follows.
+                0x22eb => {
+                    let o = rest.get(11)? & 1 != 0;
+                    SlicedPacket::from_ethernet(rest.get(if o { 20 } else { 12 }..)?).ok()
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A frame of the given link type, sliced.
+fn link(linktype: i32, data: &[u8]) -> Option<etherparse::SlicedPacket<'_>> {
     use etherparse::{EtherType, SlicedPacket};
     match linktype {
         // Ethernet, with any VLAN tags
@@ -140,5 +208,113 @@ pub fn slice(linktype: i32, data: &[u8]) -> Option<etherparse::SlicedPacket<'_>>
         // BSD loopback: 4-byte address family, host order (0) or network order (108)
         0 | 108 if data.len() >= 4 => SlicedPacket::from_ip(&data[4..]).ok(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slice;
+    use crate::net::{IpView, Packet};
+
+    const SIP: &[u8] = b"OPTIONS sip:100@198.18.0.2 SIP/2.0\r\n\r\n";
+
+    /// The SIP datagram 198.18.5.5:5070 -> 198.18.0.2:5060, as IPv4.
+    fn inner() -> Vec<u8> {
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ipv4([198, 18, 5, 5], [198, 18, 0, 2], 64)
+            .udp(5070, 5060)
+            .write(&mut v, SIP)
+            .unwrap();
+        v
+    }
+
+    /// `payload` in an IPv4 packet of protocol `proto` between two mirror hosts.
+    fn outer(proto: u8, payload: &[u8]) -> Vec<u8> {
+        let h = etherparse::Ipv4Header::new(
+            payload.len() as u16,
+            64,
+            etherparse::IpNumber(proto),
+            [192, 0, 2, 1],
+            [192, 0, 2, 2],
+        )
+        .unwrap();
+        let mut v = h.to_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn ethernet(ip: &[u8]) -> Vec<u8> {
+        let mut v = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        v.extend_from_slice(ip);
+        v
+    }
+
+    fn seen(frame: &[u8]) -> Option<(String, String, Vec<u8>)> {
+        match Packet::from_sliced(&slice(101, frame)?) {
+            IpView::Packet(p) => Some((p.src.to_string(), p.dst.to_string(), p.payload.to_vec())),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn sip_is_found_inside_tunnels() {
+        let want = Some((
+            "198.18.5.5:5070".to_string(),
+            "198.18.0.2:5060".to_string(),
+            SIP.to_vec(),
+        ));
+        assert_eq!(seen(&inner()), want);
+        // IP in IP
+        assert_eq!(seen(&outer(4, &inner())), want);
+        // GRE with a key, bridging Ethernet (a port mirror)
+        let mut gre = vec![0x20, 0x00, 0x65, 0x58, 0, 0, 0, 7];
+        gre.extend(ethernet(&inner()));
+        assert_eq!(seen(&outer(47, &gre)), want);
+        // GRE carrying IPv4 with checksum and sequence number
+        let mut gre = vec![0x90, 0x00, 0x08, 0x00, 0, 0, 0, 0, 0, 0, 0, 1];
+        gre.extend(inner());
+        assert_eq!(seen(&outer(47, &gre)), want);
+        // ERSPAN type II: GRE with a sequence number, an 8-byte ERSPAN header, Ethernet
+        let mut gre = vec![
+            0x10, 0x00, 0x88, 0xbe, 0, 0, 0, 1, 0x10, 0x01, 0, 0, 0, 0, 0, 0,
+        ];
+        gre.extend(ethernet(&inner()));
+        assert_eq!(seen(&outer(47, &gre)), want);
+        // ERSPAN type III with its optional subheader
+        let mut gre = vec![0x10, 0x00, 0x22, 0xeb, 0, 0, 0, 1];
+        gre.extend([0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        gre.extend([0; 8]);
+        gre.extend(ethernet(&inner()));
+        assert_eq!(seen(&outer(47, &gre)), want);
+        // A tunnel in a tunnel
+        assert_eq!(seen(&outer(4, &outer(4, &inner()))), want);
+    }
+
+    #[test]
+    fn odd_tunnels_are_not_looked_into() {
+        // GRE version 1 (PPTP), GRE with source routing, an unknown payload type, cut short.
+        for head in [
+            &[0x00, 0x01, 0x08, 0x00][..],
+            &[0x40, 0x00, 0x08, 0x00, 0, 0, 0, 0],
+            &[0x00, 0x00, 0x12, 0x34],
+            &[0x20, 0x00],
+        ] {
+            let mut gre = head.to_vec();
+            if head.len() > 2 {
+                gre.extend(inner());
+            }
+            assert_eq!(seen(&outer(47, &gre)), None, "{head:02x?}");
+        }
+        // Deeper than the bound: the frame is left at the fifth tunnel.
+        let mut p = inner();
+        for _ in 0..5 {
+            p = outer(4, &p);
+        }
+        assert_eq!(seen(&p), None);
+        let mut p = inner();
+        for _ in 0..4 {
+            p = outer(4, &p);
+        }
+        assert!(seen(&p).is_some());
     }
 }
