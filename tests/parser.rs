@@ -183,6 +183,14 @@ fn fuzz_corpora_replay() {
             let _ = sipwall::inline::ctl::parse_request(&text);
             let _ = sipwall::inline::state::decode(&bytes);
             let _ = sipwall::inline::queue::netlink::packets(&bytes).count();
+            let mut cap = sipwall::replay::Capture::default();
+            let _ = cap.read_from(&bytes[..], "seed");
+            let frames = cap.frames.iter().map(|f| (f.linktype, cap.data(f)));
+            for (linktype, frame) in frames.chain([1, 101, 113, 276].map(|l| (l, &bytes[..]))) {
+                if let Some(s) = sipwall::replay::slice(linktype, frame) {
+                    let _ = sipwall::net::Packet::from_sliced(&s);
+                }
+            }
             n += 1;
         }
     }

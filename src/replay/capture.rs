@@ -28,9 +28,17 @@ impl Capture {
     pub fn read(&mut self, path: &Path) -> anyhow::Result<()> {
         let file =
             std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let mut reader = create_reader(1 << 20, file).map_err(|e| {
-            anyhow::anyhow!("{}: not a pcap or pcapng file ({e:?})", path.display())
-        })?;
+        self.read_from(file, &path.display().to_string())
+    }
+
+    /// [`Capture::read`] of any reader; `name` is for errors.
+    pub fn read_from<R: std::io::Read + Send>(
+        &mut self,
+        file: R,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let mut reader = create_reader(1 << 20, file)
+            .map_err(|e| anyhow::anyhow!("{name}: not a pcap or pcapng file ({e:?})"))?;
         // pcapng: link type and time resolution per interface.
         let mut ifaces: Vec<(i32, u64)> = Vec::new();
         let mut legacy = (Linktype::ETHERNET.0, 1_000u64);
@@ -80,11 +88,10 @@ impl Capture {
                 Err(PcapError::Incomplete(_)) => {
                     reader
                         .refill()
-                        .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+                        .map_err(|e| anyhow::anyhow!("{name}: {e:?}"))?;
                 }
                 Err(e) => anyhow::bail!(
-                    "{}: damaged capture after {} packets ({e:?})",
-                    path.display(),
+                    "{name}: damaged capture after {} packets ({e:?})",
                     self.frames.len()
                 ),
             }
