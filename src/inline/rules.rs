@@ -101,9 +101,7 @@ impl Rules {
                     run(tool, &["-w", "-F", chain])?;
                 }
                 for r in self.chain_rules(chain, flag) {
-                    let args = with_wait(r);
-                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    run(tool, &args)?;
+                    run(tool, &with_wait(r))?;
                 }
                 if !ok(tool, &["-w", "-C", hook, "-j", chain]) {
                     run(tool, &["-w", "-I", hook, "1", "-j", chain])?;
@@ -143,21 +141,18 @@ impl Rules {
 /// that ran are undone, last first, so the kernel is left with the rules in force (which the
 /// caller keeps, with the old config) rather than a mix of both port sets.
 pub fn run_all(cmds: &[(&str, Vec<String>)]) -> anyhow::Result<()> {
-    run_all_with(cmds, run)
+    run_all_with(cmds, run::<String>)
 }
 
 fn run_all_with(
     cmds: &[(&str, Vec<String>)],
-    mut run: impl FnMut(&str, &[&str]) -> anyhow::Result<()>,
+    mut run: impl FnMut(&str, &[String]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     for (k, (tool, args)) in cmds.iter().enumerate() {
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let Err(e) = run(tool, &argv) else { continue };
+        let Err(e) = run(tool, args) else { continue };
         let mut undo_failed = Vec::new();
         for (tool, args) in cmds[..k].iter().rev() {
-            let inverse = undo(args);
-            let argv: Vec<&str> = inverse.iter().map(String::as_str).collect();
-            if let Err(u) = run(tool, &argv) {
+            if let Err(u) = run(tool, &undo(args)) {
                 undo_failed.push(u.to_string());
             }
         }
@@ -215,9 +210,10 @@ fn ok(tool: &str, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn run(tool: &str, args: &[&str]) -> anyhow::Result<()> {
+fn run<S: AsRef<str>>(tool: &str, args: &[S]) -> anyhow::Result<()> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     let out = Command::new(tool)
-        .args(args)
+        .args(&args)
         .output()
         .map_err(|e| anyhow::anyhow!("cannot run {tool}: {e}"))?;
     if !out.status.success() {
@@ -305,7 +301,7 @@ mod tests {
             ..old.clone()
         };
         let cmds = old.update_commands(&new);
-        let show = |t: &str, a: &[&str]| format!("{t} {}", a.join(" "));
+        let show = |t: &str, a: &[String]| format!("{t} {}", a.join(" "));
         // The kernel as a list of rules; the fourth command fails.
         let mut ran = Vec::new();
         let err = run_all_with(&cmds, |t, a| {
@@ -318,10 +314,7 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("unchanged"), "{err:#}");
-        let done: Vec<String> = cmds[..3]
-            .iter()
-            .map(|(t, a)| format!("{t} {}", a.join(" ")))
-            .collect();
+        let done: Vec<String> = cmds[..3].iter().map(|(t, a)| show(t, a)).collect();
         let undone: Vec<String> = done
             .iter()
             .rev()
