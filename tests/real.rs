@@ -240,6 +240,11 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "the kernel ban sets' rules are rebuilt for the new port: {log}"
     );
     assert_eq!(
+        get("kernel_ban_after_port_reload"),
+        "1",
+        "and the rebuilt table holds the bans: {log}"
+    );
+    assert_eq!(
         get("stun_when_off"),
         "failed",
         "sip.stun_keepalives = false (reloaded) drops them: {log}"

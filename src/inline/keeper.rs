@@ -19,6 +19,8 @@ const SECOND: u64 = 1_000_000_000;
 const SAVE_COUNTERS_NS: u64 = 10 * SECOND;
 /// Feed files are checked for changes this often.
 const FEED_CHECK_NS: u64 = 10 * SECOND;
+/// After a failed kernel sync, the next try (each runs nft).
+const SYNC_RETRY_NS: u64 = 5 * SECOND;
 
 pub struct Keeper {
     ctl: Arc<Control>,
@@ -31,6 +33,8 @@ pub struct Keeper {
     save_error: Option<String>,
     synced: Option<(u64, u64)>,
     sync_error: Option<String>,
+    /// When a failed kernel sync is tried again (not at every tick: each try runs nft).
+    sync_retry_at: u64,
     known_bans: HashMap<String, (u64, Option<u64>)>,
     feeds: HashMap<PathBuf, Option<SystemTime>>,
     last_feed_check: u64,
@@ -93,6 +97,7 @@ impl Keeper {
             save_error: None,
             synced: None,
             sync_error: None,
+            sync_retry_at: 0,
             known_bans,
             feeds: HashMap::new(),
             last_feed_check: now,
@@ -120,8 +125,13 @@ impl Keeper {
         if self.synced != Some((version, generation)) {
             let bans = shared.list();
             self.new_bans(&bans, now);
-            self.sync_kernel(&bans, now);
-            self.synced = Some((version, generation));
+            if now < self.sync_retry_at {
+                // The last kernel sync failed: it is tried again a little later.
+            } else if self.sync_kernel(&bans, now) {
+                self.synced = Some((version, generation));
+            } else {
+                self.sync_retry_at = now + SYNC_RETRY_NS;
+            }
         }
         if version != self.saved_version && now.saturating_sub(self.last_save) >= SECOND
             || now.saturating_sub(self.last_save) >= SAVE_COUNTERS_NS
@@ -184,19 +194,13 @@ impl Keeper {
         self.last_save = now;
     }
 
-    fn sync_kernel(&mut self, bans: &[Ban], now: u64) {
-        let Some(off) = &mut self.offload else { return };
+    /// Makes the kernel sets (and, after a reload that changed the SIP ports, the table) match
+    /// the bans and lists; false when the kernel is not yet up to date.
+    fn sync_kernel(&mut self, bans: &[Ban], now: u64) -> bool {
+        let Some(off) = &mut self.offload else {
+            return true;
+        };
         let policy = self.ctl.current();
-        // A reload changed the SIP ports: the table is rebuilt for them, and filled below.
-        if off.ports() != super::offload::sip_ports(&policy.config.sip) {
-            match Offload::create(&policy.config.sip) {
-                Ok(new) => {
-                    *off = new;
-                    tracing::info!(ports = ?off.ports(), "kernel table rebuilt for the new SIP ports");
-                }
-                Err(e) => tracing::error!(error = %e, "kernel table kept for the old SIP ports"),
-            }
-        }
         let mut want = Wanted::default();
         for b in bans {
             let Some(net) = net_of_label(&b.source) else {
@@ -222,23 +226,38 @@ impl Keeper {
             .into_iter()
             .map(|n| (n, None))
             .collect();
-        match off.sync(&want, now) {
+        // A reload changed the SIP ports: the table is rebuilt for them, filled in the same
+        // transaction. If that fails, the old table's sets are kept current meanwhile, and
+        // the rebuild is tried again a little later.
+        let rebuild = off.ports() != super::offload::sip_ports(&policy.config.sip);
+        let (synced, failed) = match rebuild.then(|| off.rebuild(&policy.config.sip, &want, now)) {
+            Some(Ok(newly)) => {
+                tracing::info!(ports = ?off.ports(), "kernel table rebuilt for the new SIP ports");
+                (Ok(newly), None)
+            }
+            Some(Err(e)) => (
+                off.sync(&want, now),
+                Some(format!("kernel table kept for the old SIP ports: {e}")),
+            ),
+            None => (off.sync(&want, now), None),
+        };
+        let failed = match synced {
             Ok(newly) => {
-                self.sync_error = None;
                 for n in newly {
                     tracing::info!(source = %n, "blocked in the kernel; its conntrack entries deleted");
                 }
+                failed
             }
-            Err(e) => {
-                let e = e.to_string();
-                if self.sync_error.as_ref() != Some(&e) {
-                    tracing::error!(error = %e, "kernel sets not updated; sipwall still drops these sources itself");
-                }
-                self.sync_error = Some(e);
-                // Try again next tick.
-                self.synced = None;
-            }
+            Err(e) => Some(format!(
+                "kernel sets not updated; sipwall still drops these sources itself: {e}"
+            )),
+        };
+        // Each failure is logged once, not at every tick it lasts.
+        if failed.is_some() && self.sync_error != failed {
+            tracing::error!("{}", failed.as_deref().unwrap_or_default());
         }
+        self.sync_error = failed;
+        self.sync_error.is_none()
     }
 
     /// Bans not seen before, or made longer: the hook runs for each.

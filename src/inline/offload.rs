@@ -3,8 +3,9 @@
 //! banned source's SIP packets are dropped in the kernel and never cost a queue round trip.
 //!
 //! The table is sipwall's alone: it is built whole in one transaction, never touches other
-//! tables, and coexists with iptables-nft. Every sync replaces a changed set's contents in one
-//! transaction (flush + add), which keeps the kernel equal to sipwall's state without tracking
+//! tables, and coexists with iptables-nft (a reload that changes the SIP ports rebuilds it
+//! with its sets filled, in the same transaction). Every sync replaces a changed set's
+//! contents in one transaction (flush + add), which keeps the kernel equal to sipwall's state without tracking
 //! deltas; ban elements carry their remaining time, so the kernel expires them on its own even
 //! while sipwall is down. Sources newly blocked have their conntrack entries deleted, so an
 //! established UDP "flow" stops too.
@@ -117,21 +118,62 @@ impl Offload {
     /// Makes the kernel sets equal `want`. Returns the networks newly banned or denied, whose
     /// conntrack entries were deleted.
     pub fn sync(&mut self, want: &Wanted, now_ns: u64) -> anyhow::Result<Vec<IpNet>> {
+        let (script, changed) = self.sync_script(want, now_ns);
+        if script.is_empty() {
+            return Ok(Vec::new());
+        }
+        nft(&script)?;
+        let newly = self.newly_blocked(want);
+        self.installed.extend(changed);
+        newly.iter().for_each(flush_conntrack);
+        Ok(newly)
+    }
+
+    /// Rebuilds the table for the ports of `c` (a reload changed them) with `want` already in
+    /// its sets, in one transaction: the kernel never holds the new table empty, so a banned
+    /// source is dropped in the kernel throughout; if nft fails, the old table stays whole.
+    /// Returns the networks newly banned or denied, as [`Offload::sync`].
+    pub fn rebuild(
+        &mut self,
+        c: &crate::config::SipSection,
+        want: &Wanted,
+        now_ns: u64,
+    ) -> anyhow::Result<Vec<IpNet>> {
+        let (script, fresh, changed) = self.rebuild_script(c, want, now_ns);
+        nft(&script)?;
+        let newly = self.newly_blocked(want);
+        *self = fresh;
+        self.installed.extend(changed);
+        newly.iter().for_each(flush_conntrack);
+        Ok(newly)
+    }
+
+    /// [`Offload::rebuild`]'s transaction, the offload it makes (its sets not yet recorded),
+    /// and the sets' contents to record once it ran.
+    fn rebuild_script(
+        &self,
+        c: &crate::config::SipSection,
+        want: &Wanted,
+        now_ns: u64,
+    ) -> (String, Offload, Vec<(&'static str, Elements)>) {
+        let fresh = Offload {
+            ports: sip_ports(c),
+            installed: BTreeMap::new(),
+        };
+        let (fill, changed) = fresh.sync_script(want, now_ns);
+        (fresh.table_script() + &fill, fresh, changed)
+    }
+
+    /// The nft commands that make the installed sets equal `want` (empty when they do), and
+    /// the sets they change with their new contents.
+    fn sync_script(&self, want: &Wanted, now_ns: u64) -> (String, Vec<(&'static str, Elements)>) {
         let mut script = String::new();
-        let mut newly = Vec::new();
         let mut changed = Vec::new();
-        for (name, _, verdict) in SETS {
+        for (name, _, _) in SETS {
             let elems = want.set(name);
             let before = self.installed.get(name);
             if before == Some(&elems) || (before.is_none() && elems.is_empty()) {
                 continue;
-            }
-            if verdict == "drop" {
-                newly.extend(
-                    elems
-                        .keys()
-                        .filter(|n| before.is_none_or(|b| !b.contains_key(n))),
-                );
             }
             script += &format!("flush set inet {TABLE} {name}\n");
             if !elems.is_empty() {
@@ -156,17 +198,24 @@ impl Offload {
             }
             changed.push((name, elems));
         }
-        if script.is_empty() {
-            return Ok(Vec::new());
+        (script, changed)
+    }
+
+    /// Networks `want` bans or denies that the installed sets do not hold yet.
+    fn newly_blocked(&self, want: &Wanted) -> Vec<IpNet> {
+        let mut newly = Vec::new();
+        for (name, _, verdict) in SETS {
+            if verdict != "drop" {
+                continue;
+            }
+            let before = self.installed.get(name);
+            newly.extend(
+                want.set(name)
+                    .into_keys()
+                    .filter(|n| before.is_none_or(|b| !b.contains_key(n))),
+            );
         }
-        nft(&script)?;
-        for (name, elems) in changed {
-            self.installed.insert(name, elems);
-        }
-        for n in &newly {
-            flush_conntrack(n);
-        }
-        Ok(newly)
+        newly
     }
 
     /// Packets matched by each set's rules (input and forward together).
@@ -299,5 +348,41 @@ mod tests {
         }
         assert!(s.contains("th dport { 5060, 5061 }"));
         assert!(s.starts_with("table inet sipwall {}\ndelete table inet sipwall\n"));
+    }
+
+    /// A reload that changes the ports rebuilds the table and fills its sets in one script
+    /// (one nft transaction), so there is no moment with the table there and the bans not;
+    /// only bans the old table lacked count as newly blocked.
+    #[test]
+    fn a_port_change_rebuilds_the_table_with_its_sets_filled() {
+        let banned: IpNet = "198.18.0.77/32".parse().unwrap();
+        let mut w = Wanted::default();
+        w.ban.insert(banned, Some(3_600_000_000_000));
+        w.deny.insert("198.19.0.0/16".parse().unwrap(), None);
+        let mut old = Offload {
+            ports: vec![5060],
+            installed: BTreeMap::new(),
+        };
+        old.installed.insert("ban4", w.set("ban4"));
+        let mut c = crate::config::Config::default().sip;
+        c.udp_ports = vec![5060, 5160];
+        let (script, fresh, changed) = old.rebuild_script(&c, &w, 0);
+        let table = script.find("table inet sipwall {\n").unwrap();
+        let fill = script
+            .find("add element inet sipwall ban4 { 198.18.0.77 timeout 3600s }")
+            .unwrap();
+        assert!(table < fill, "{script}");
+        assert!(script.contains("add element inet sipwall deny4 { 198.19.0.0/16 }"));
+        assert!(script.contains("th dport { 5060, 5061, 5160 }"), "{script}");
+        assert_eq!(fresh.ports(), [5060, 5061, 5160]);
+        assert_eq!(changed.len(), 2);
+        assert_eq!(
+            old.newly_blocked(&w),
+            vec!["198.19.0.0/16".parse::<IpNet>().unwrap()]
+        );
+        // Unchanged sets need no command.
+        let mut same = fresh;
+        same.installed.extend(changed);
+        assert_eq!(same.sync_script(&w, 0).0, "");
     }
 }

@@ -117,5 +117,7 @@ echo "rules_for_5060_after_reload=$(ip netns exec "$ns-pbx" ip6tables -S SIPWALL
 sipp_run phone "$run/phone.xml" 100 secret100 u1 1 && echo "phone_after_port_reload=ok" || echo "phone_after_port_reload=failed"
 # The kernel ban sets' rules follow the ports too.
 echo "kernel_table_rules_for_5160=$(ip netns exec "$ns-pbx" nft list table inet sipwall 2>/dev/null | grep -c 'dport {.*5160' || true)"
+# ... rebuilt with its sets filled: the guesser banned in part 1 (the ban kept across restarts) is still in.
+echo "kernel_ban_after_port_reload=$(ip netns exec "$ns-pbx" nft list set inet sipwall ban4 2>/dev/null | grep -c '198\.18\.0\.77' || true)"
 sipwall_stop
 echo "bad_reload_reported=$(grep -c 'reload failed' "$run/sipwall.err" || true)"
