@@ -1,6 +1,6 @@
 //! Fixed loops for `valgrind --tool=callgrind` (instruction counts are repeatable on a noisy
 //! machine, unlike time): `cargo build --release --example callgrind_parse`, then
-//! `callgrind_parse [N] [parse|decide|inline] [register|invite_sdp|scanner_options]`: a message
+//! `callgrind_parse [N] [parse|decide|inline|rsip] [register|invite_sdp|scanner_options]`: a message
 //! parsed N times, or judged N times as a packet from 1024 phones 1 ms apart (as
 //! `benches/engine.rs`); `inline` judges it through the worker's read-ahead steps.
 
@@ -48,6 +48,12 @@ fn main() {
                 unreachable!()
             };
             t += e.decide(&p, Direction::ToPbx, now).verdict as usize;
+        }
+    } else if mode.as_deref() == Some("rsip") {
+        // rsip parsing the same message, for the instruction ratio (noise-free, unlike time).
+        for _ in 0..n {
+            let m = rsip::SipMessage::try_from(std::hint::black_box(msg.as_str())).unwrap();
+            t += m.body().len() + 1;
         }
     } else {
         for _ in 0..n {
