@@ -191,6 +191,12 @@ fn fuzz_corpora_replay() {
                     let _ = sipwall::net::Packet::from_sliced(&s);
                 }
             }
+            for proto in [4, 41, 47] {
+                let ip = etherparse::IpNumber(proto);
+                if let Some(s) = sipwall::replay::untunnel_reassembled(ip, &bytes) {
+                    let _ = sipwall::net::Packet::from_sliced(&s);
+                }
+            }
             n += 1;
         }
     }

@@ -141,6 +141,24 @@ pub fn slice(linktype: i32, data: &[u8]) -> Option<etherparse::SlicedPacket<'_>>
     Some(s)
 }
 
+/// What a tunnel packet whose outer IP packet came in fragments carries, once reassembled
+/// (`ip_number` and `payload` the reassembled datagram's): the inner packet, out of any
+/// further tunnels, as [`slice`] takes them off an unfragmented one. `None` when the datagram
+/// is no tunnel [`untunnel`] knows.
+pub fn untunnel_reassembled(
+    ip_number: etherparse::IpNumber,
+    payload: &[u8],
+) -> Option<etherparse::SlicedPacket<'_>> {
+    let mut s = untunnel_payload(ip_number, payload)?;
+    for _ in 1..MAX_TUNNELS {
+        match untunnel(&s) {
+            Some(inner) => s = inner,
+            None => break,
+        }
+    }
+    Some(s)
+}
+
 /// Tunnels within tunnels taken off, at most (bounded work per frame).
 const MAX_TUNNELS: usize = 4;
 
@@ -148,9 +166,9 @@ const MAX_TUNNELS: usize = 4;
 /// (RFC 2784/2890, version 0) carrying IP, Ethernet (0x6558, as port mirrors send it) or
 /// ERSPAN types I to III. Captures taken on a mirror port are made of these; sipwall
 /// inline never sees them. `None`: not a tunnel, an unknown one, or a fragment of one
-/// (reassembled, the outer payload is not looked into again).
+/// (replay reassembles it, then looks inside: [`untunnel_reassembled`]).
 fn untunnel<'a>(s: &etherparse::SlicedPacket<'a>) -> Option<etherparse::SlicedPacket<'a>> {
-    use etherparse::{EtherType, IpNumber, NetSlice, SlicedPacket};
+    use etherparse::NetSlice;
     if s.transport.is_some() {
         return None;
     }
@@ -162,8 +180,16 @@ fn untunnel<'a>(s: &etherparse::SlicedPacket<'a>) -> Option<etherparse::SlicedPa
     if p.fragmented {
         return None;
     }
-    let b = p.payload;
-    match p.ip_number {
+    untunnel_payload(p.ip_number, p.payload)
+}
+
+/// The packet in a tunnel's IP payload `b` (of protocol `ip_number`), as [`untunnel`] reads it.
+fn untunnel_payload(
+    ip_number: etherparse::IpNumber,
+    b: &[u8],
+) -> Option<etherparse::SlicedPacket<'_>> {
+    use etherparse::{EtherType, IpNumber, SlicedPacket};
+    match ip_number {
         IpNumber::IPV4 | IpNumber::IPV6 => SlicedPacket::from_ip(b).ok(),
         IpNumber::GRE => {
             let flags = u16::from_be_bytes([*b.first()?, *b.get(1)?]);

@@ -3,7 +3,7 @@
 
 mod capture;
 
-pub use capture::{plain_ipv4, slice, Capture, Frame};
+pub use capture::{plain_ipv4, slice, untunnel_reassembled, Capture, Frame};
 
 use crate::engine::{Decision, Direction, Engine, Outcome, Reason, What};
 use crate::net::defrag::Defragmenter;
@@ -260,10 +260,19 @@ pub fn run(
             IpView::Fragment { src, dst } => match defrag.push(&s, f.ts) {
                 Some(whole) => {
                     reassembled += 1;
-                    if let IpView::Packet(p) =
-                        Packet::from_transport(src, dst, whole.ip_number, &whole.payload)
-                    {
-                        at.judge(engine, sides, &p);
+                    // A mirror's tunnel around a full-size packet is often what was
+                    // fragmented: looked into once whole.
+                    let view = match untunnel_reassembled(whole.ip_number, &whole.payload) {
+                        Some(inner) => Packet::from_sliced(&inner),
+                        None => Packet::from_transport(src, dst, whole.ip_number, &whole.payload),
+                    };
+                    match view {
+                        IpView::Packet(p) => at.judge(engine, sides, &p),
+                        // A fragment inside a fragmented tunnel is not reassembled again.
+                        IpView::Fragment { .. } => at.external(engine, None, Reason::Fragment),
+                        IpView::OtherProtocol { .. } | IpView::Invalid => {
+                            at.external(engine, None, Reason::NotInspected)
+                        }
                     }
                     defrag.recycle(whole);
                 }
@@ -359,5 +368,93 @@ impl At<'_, '_> {
         if !any {
             self.emit(Some(dir), Some(p), None, d);
         }
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::{run, Capture, Sides};
+    use crate::engine::{Engine, Shared};
+    use std::sync::Arc;
+
+    /// A classic pcap of raw IP frames (link type 101), one microsecond apart.
+    fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for w in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 101] {
+            v.extend(w.to_le_bytes());
+        }
+        for (k, f) in frames.iter().enumerate() {
+            for w in [1_700_000_000, k as u32, f.len() as u32, f.len() as u32] {
+                v.extend(w.to_le_bytes());
+            }
+            v.extend(f);
+        }
+        v
+    }
+
+    /// IPv4 fragments of a GRE packet between two mirror hosts, `first` payload bytes in the
+    /// first fragment.
+    fn fragmented_gre(inner: &[u8], first: usize) -> Vec<Vec<u8>> {
+        let mut gre = vec![0x00, 0x00, 0x08, 0x00];
+        gre.extend(inner);
+        [(0, &gre[..first], true), (first, &gre[first..], false)]
+            .into_iter()
+            .map(|(off, part, more)| {
+                let mut h = etherparse::Ipv4Header::new(
+                    part.len() as u16,
+                    64,
+                    etherparse::IpNumber::GRE,
+                    [192, 0, 2, 1],
+                    [192, 0, 2, 2],
+                )
+                .unwrap();
+                h.identification = 77;
+                h.more_fragments = more;
+                h.fragment_offset = etherparse::IpFragOffset::try_new(off as u16 / 8).unwrap();
+                h.header_checksum = h.calc_header_checksum();
+                let mut v = h.to_bytes().to_vec();
+                v.extend(part);
+                v
+            })
+            .collect()
+    }
+
+    /// A mirror's GRE packet fragmented on its way: reassembled, then the SIP inside judged.
+    #[test]
+    fn a_fragmented_tunnel_is_looked_into_once_whole() {
+        let sip = b"OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.5.5:5070;branch=z9hG4bK-1\r\n\
+            From: <sip:100@198.18.0.2>;tag=1\r\nTo: <sip:100@198.18.0.2>\r\nCall-ID: 1@x\r\nCSeq: 1 OPTIONS\r\n\
+            User-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n";
+        let mut inner = Vec::new();
+        etherparse::PacketBuilder::ipv4([198, 18, 5, 5], [198, 18, 0, 2], 64)
+            .udp(5070, 5060)
+            .write(&mut inner, sip)
+            .unwrap();
+        let mut cap = Capture::default();
+        cap.read_from(&pcap(&fragmented_gre(&inner, 64))[..], "test")
+            .unwrap();
+        cap.sort();
+        let mut c = crate::config::Config::default();
+        c.sip.domains = vec!["sip.example.com".into()];
+        let mut engine = Engine::new(Arc::new(c.compile().unwrap()), Arc::new(Shared::new()));
+        let sides = Sides {
+            pbx: vec!["198.18.0.2".parse().unwrap()],
+            udp_ports: vec![5060],
+            tcp_ports: vec![5060],
+        };
+        let mut lines = Vec::new();
+        let mut keep = |l: &super::VerdictLine| {
+            lines.push(format!("{} {} {} {}", l.index, l.src, l.verdict, l.reason))
+        };
+        let s = run(&mut engine, &sides, &cap, Some(&mut keep), |_| {});
+        assert_eq!(
+            (s.packets, s.fragments_reassembled, s.sip_messages),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            lines,
+            ["0  accept fragment", "1 198.18.5.5:5070 drop scanner"],
+            "the held fragment, then the message when whole"
+        );
     }
 }
