@@ -131,14 +131,18 @@ pub fn plain_ipv4(linktype: i32, data: &[u8]) -> Option<&[u8]> {
 /// Slices a frame of the given link type down to its IP packet, and out of the tunnels a
 /// mirror session or an IP-in-IP link wraps it in (see [`untunnel`]).
 pub fn slice(linktype: i32, data: &[u8]) -> Option<etherparse::SlicedPacket<'_>> {
-    let mut s = link(linktype, data)?;
-    for _ in 0..MAX_TUNNELS {
+    Some(inner_of(link(linktype, data)?, MAX_TUNNELS))
+}
+
+/// `s` out of at most `depth` tunnels.
+fn inner_of(mut s: etherparse::SlicedPacket<'_>, depth: usize) -> etherparse::SlicedPacket<'_> {
+    for _ in 0..depth {
         match untunnel(&s) {
             Some(inner) => s = inner,
             None => break,
         }
     }
-    Some(s)
+    s
 }
 
 /// What a tunnel packet whose outer IP packet came in fragments carries, once reassembled
@@ -149,14 +153,10 @@ pub fn untunnel_reassembled(
     ip_number: etherparse::IpNumber,
     payload: &[u8],
 ) -> Option<etherparse::SlicedPacket<'_>> {
-    let mut s = untunnel_payload(ip_number, payload)?;
-    for _ in 1..MAX_TUNNELS {
-        match untunnel(&s) {
-            Some(inner) => s = inner,
-            None => break,
-        }
-    }
-    Some(s)
+    Some(inner_of(
+        untunnel_payload(ip_number, payload)?,
+        MAX_TUNNELS - 1,
+    ))
 }
 
 /// Tunnels within tunnels taken off, at most (bounded work per frame).
