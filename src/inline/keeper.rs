@@ -125,12 +125,13 @@ impl Keeper {
         if self.synced != Some((version, generation)) {
             let bans = shared.list();
             self.new_bans(&bans, now);
-            if now < self.sync_retry_at {
-                // The last kernel sync failed: it is tried again a little later.
-            } else if self.sync_kernel(&bans, now) {
-                self.synced = Some((version, generation));
-            } else {
-                self.sync_retry_at = now + SYNC_RETRY_NS;
+            // After a failed kernel sync, the next waits a little.
+            if now >= self.sync_retry_at {
+                if self.sync_kernel(&bans, now) {
+                    self.synced = Some((version, generation));
+                } else {
+                    self.sync_retry_at = now + SYNC_RETRY_NS;
+                }
             }
         }
         if version != self.saved_version && now.saturating_sub(self.last_save) >= SECOND

@@ -5,10 +5,10 @@
 //! The table is sipwall's alone: it is built whole in one transaction, never touches other
 //! tables, and coexists with iptables-nft (a reload that changes the SIP ports rebuilds it
 //! with its sets filled, in the same transaction). Every sync replaces a changed set's
-//! contents in one transaction (flush + add), which keeps the kernel equal to sipwall's state without tracking
-//! deltas; ban elements carry their remaining time, so the kernel expires them on its own even
-//! while sipwall is down. Sources newly blocked have their conntrack entries deleted, so an
-//! established UDP "flow" stops too.
+//! contents in one transaction (flush + add), which keeps the kernel equal to sipwall's
+//! state without tracking deltas; ban elements carry their remaining time, so the kernel
+//! expires them on its own even while sipwall is down. Sources newly blocked have their
+//! conntrack entries deleted, so an established UDP "flow" stops too.
 
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -139,29 +139,12 @@ impl Offload {
         want: &Wanted,
         now_ns: u64,
     ) -> anyhow::Result<Vec<IpNet>> {
-        let (script, fresh, changed) = self.rebuild_script(c, want, now_ns);
+        let (script, fresh) = rebuild_script(c, want, now_ns);
         nft(&script)?;
         let newly = self.newly_blocked(want);
         *self = fresh;
-        self.installed.extend(changed);
         newly.iter().for_each(flush_conntrack);
         Ok(newly)
-    }
-
-    /// [`Offload::rebuild`]'s transaction, the offload it makes (its sets not yet recorded),
-    /// and the sets' contents to record once it ran.
-    fn rebuild_script(
-        &self,
-        c: &crate::config::SipSection,
-        want: &Wanted,
-        now_ns: u64,
-    ) -> (String, Offload, Vec<(&'static str, Elements)>) {
-        let fresh = Offload {
-            ports: sip_ports(c),
-            installed: BTreeMap::new(),
-        };
-        let (fill, changed) = fresh.sync_script(want, now_ns);
-        (fresh.table_script() + &fill, fresh, changed)
     }
 
     /// The nft commands that make the installed sets equal `want` (empty when they do), and
@@ -228,6 +211,19 @@ impl Offload {
         }
         Ok(parse_counters(&out.stdout))
     }
+}
+
+/// [`Offload::rebuild`]'s transaction, and the offload it makes (its sets as the transaction
+/// fills them).
+fn rebuild_script(c: &crate::config::SipSection, want: &Wanted, now_ns: u64) -> (String, Offload) {
+    let mut fresh = Offload {
+        ports: sip_ports(c),
+        installed: BTreeMap::new(),
+    };
+    let (fill, changed) = fresh.sync_script(want, now_ns);
+    let script = fresh.table_script() + &fill;
+    fresh.installed.extend(changed);
+    (script, fresh)
 }
 
 /// Removes sipwall's table (`sipwall rules remove`); absent is fine.
@@ -366,7 +362,7 @@ mod tests {
         old.installed.insert("ban4", w.set("ban4"));
         let mut c = crate::config::Config::default().sip;
         c.udp_ports = vec![5060, 5160];
-        let (script, fresh, changed) = old.rebuild_script(&c, &w, 0);
+        let (script, fresh) = rebuild_script(&c, &w, 0);
         let table = script.find("table inet sipwall {\n").unwrap();
         let fill = script
             .find("add element inet sipwall ban4 { 198.18.0.77 timeout 3600s }")
@@ -375,14 +371,11 @@ mod tests {
         assert!(script.contains("add element inet sipwall deny4 { 198.19.0.0/16 }"));
         assert!(script.contains("th dport { 5060, 5061, 5160 }"), "{script}");
         assert_eq!(fresh.ports(), [5060, 5061, 5160]);
-        assert_eq!(changed.len(), 2);
         assert_eq!(
             old.newly_blocked(&w),
             vec!["198.19.0.0/16".parse::<IpNet>().unwrap()]
         );
-        // Unchanged sets need no command.
-        let mut same = fresh;
-        same.installed.extend(changed);
-        assert_eq!(same.sync_script(&w, 0).0, "");
+        // The new table's sets are what the transaction filled: nothing left to sync.
+        assert_eq!(fresh.sync_script(&w, 0).0, "");
     }
 }
