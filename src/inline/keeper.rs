@@ -73,10 +73,25 @@ impl Keeper {
             }
             Some(s)
         });
+        // The table is made with the restored bans already in it (one transaction): while
+        // sipwall was down the old table kept them out, and the new one never stands empty.
         let offload = if opts.offload {
-            Offload::create(&ctl.current().config.sip)
-                .map_err(|e| tracing::error!(error = %e, "kernel offload off: bans are enforced by sipwall only"))
-                .ok()
+            let want = wanted(&ctl, &ctl.shared.list());
+            match Offload::create(&ctl.current().config.sip, &want, now) {
+                Ok((off, newly)) => {
+                    if !newly.is_empty() {
+                        tracing::info!(
+                            sources = newly.len(),
+                            "blocked in the kernel; their conntrack entries deleted"
+                        );
+                    }
+                    Some(off)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "kernel offload off: bans are enforced by sipwall only");
+                    None
+                }
+            }
         } else {
             None
         };
@@ -202,31 +217,7 @@ impl Keeper {
             return true;
         };
         let policy = self.ctl.current();
-        let mut want = Wanted::default();
-        for b in bans {
-            let Some(net) = net_of_label(&b.source) else {
-                continue;
-            };
-            want.ban.insert(net, b.until_ns);
-        }
-        let lists = self.ctl.shared.lists();
-        let mut allow: Vec<IpNet> = policy.config.sources.allow.clone();
-        let mut deny: Vec<IpNet> = policy.config.sources.deny.clone();
-        for e in lists.entries() {
-            match e.kind {
-                ListKind::Allow => allow.push(e.net),
-                ListKind::Deny => deny.push(e.net),
-            }
-        }
-        // Interval sets refuse overlapping elements; the kernel needs the merged form.
-        want.allow = IpNet::aggregate(&allow)
-            .into_iter()
-            .map(|n| (n, None))
-            .collect();
-        want.deny = IpNet::aggregate(&deny)
-            .into_iter()
-            .map(|n| (n, None))
-            .collect();
+        let want = wanted(&self.ctl, bans);
         // A reload changed the SIP ports: the table is rebuilt for them, filled in the same
         // transaction. If that fails, the old table's sets are kept current meanwhile, and
         // the rebuild is tried again a little later.
@@ -334,6 +325,38 @@ impl Keeper {
 
 fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// What the kernel sets should hold: the bans, and the allow and deny entries of the config
+/// and of the runtime lists.
+fn wanted(ctl: &Control, bans: &[Ban]) -> Wanted {
+    let policy = ctl.current();
+    let mut want = Wanted::default();
+    for b in bans {
+        let Some(net) = net_of_label(&b.source) else {
+            continue;
+        };
+        want.ban.insert(net, b.until_ns);
+    }
+    let lists = ctl.shared.lists();
+    let mut allow: Vec<IpNet> = policy.config.sources.allow.clone();
+    let mut deny: Vec<IpNet> = policy.config.sources.deny.clone();
+    for e in lists.entries() {
+        match e.kind {
+            ListKind::Allow => allow.push(e.net),
+            ListKind::Deny => deny.push(e.net),
+        }
+    }
+    // Interval sets refuse overlapping elements; the kernel needs the merged form.
+    want.allow = IpNet::aggregate(&allow)
+        .into_iter()
+        .map(|n| (n, None))
+        .collect();
+    want.deny = IpNet::aggregate(&deny)
+        .into_iter()
+        .map(|n| (n, None))
+        .collect();
+    want
 }
 
 /// A ban's source label as a network: an address, or an IPv6 prefix.

@@ -75,14 +75,20 @@ pub fn sip_ports(c: &crate::config::SipSection) -> Vec<u16> {
 }
 
 impl Offload {
-    /// Builds sipwall's table afresh (an old one is replaced) for the config's SIP ports.
-    pub fn create(c: &crate::config::SipSection) -> anyhow::Result<Offload> {
-        let o = Offload {
-            ports: sip_ports(c),
+    /// Builds sipwall's table afresh (an old one is replaced) for the config's SIP ports, with
+    /// `want` in its sets, in one transaction. Returns it and the networks it blocks (their
+    /// conntrack entries deleted).
+    pub fn create(
+        c: &crate::config::SipSection,
+        want: &Wanted,
+        now_ns: u64,
+    ) -> anyhow::Result<(Offload, Vec<IpNet>)> {
+        let mut o = Offload {
+            ports: Vec::new(),
             installed: BTreeMap::new(),
         };
-        nft(&o.table_script())?;
-        Ok(o)
+        let newly = o.rebuild(c, want, now_ns)?;
+        Ok((o, newly))
     }
 
     /// The ports the table's rules match (sorted, once each).
@@ -129,9 +135,10 @@ impl Offload {
         Ok(newly)
     }
 
-    /// Rebuilds the table for the ports of `c` (a reload changed them) with `want` already in
-    /// its sets, in one transaction: the kernel never holds the new table empty, so a banned
-    /// source is dropped in the kernel throughout; if nft fails, the old table stays whole.
+    /// Rebuilds the table for the ports of `c` (at start, or when a reload changed them) with
+    /// `want` already in its sets, in one transaction: the kernel never holds the new table
+    /// empty, so a banned source is dropped in the kernel throughout; if nft fails, the old
+    /// table stays whole.
     /// Returns the networks newly banned or denied, as [`Offload::sync`].
     pub fn rebuild(
         &mut self,
