@@ -222,31 +222,36 @@ impl Keeper {
         // transaction. If that fails, the old table's sets are kept current meanwhile, and
         // the rebuild is tried again a little later.
         let rebuild = off.ports() != super::offload::sip_ports(&policy.config.sip);
-        let (synced, failed) = match rebuild.then(|| off.rebuild(&policy.config.sip, &want, now)) {
+        let mut failed = None;
+        let synced = match rebuild.then(|| off.rebuild(&policy.config.sip, &want, now)) {
             Some(Ok(newly)) => {
                 tracing::info!(ports = ?off.ports(), "kernel table rebuilt for the new SIP ports");
-                (Ok(newly), None)
+                Ok(newly)
             }
-            Some(Err(e)) => (
-                off.sync(&want, now),
-                Some(format!("kernel table kept for the old SIP ports: {e}")),
-            ),
-            None => (off.sync(&want, now), None),
+            Some(Err(e)) => {
+                failed = Some(format!("kernel table kept for the old SIP ports: {e}"));
+                off.sync(&want, now)
+            }
+            None => off.sync(&want, now),
         };
-        let failed = match synced {
+        match synced {
             Ok(newly) => {
                 for n in newly {
                     tracing::info!(source = %n, "blocked in the kernel; its conntrack entries deleted");
                 }
-                failed
             }
-            Err(e) => Some(format!(
-                "kernel sets not updated; sipwall still drops these sources itself: {e}"
-            )),
-        };
+            Err(e) => {
+                failed = Some(format!(
+                    "kernel sets not updated; sipwall still drops these sources itself: {e}"
+                ))
+            }
+        }
         // Each failure is logged once, not at every tick it lasts.
-        if failed.is_some() && self.sync_error != failed {
-            tracing::error!("{}", failed.as_deref().unwrap_or_default());
+        if let Some(f) = failed
+            .as_ref()
+            .filter(|&f| self.sync_error.as_ref() != Some(f))
+        {
+            tracing::error!("{f}");
         }
         self.sync_error = failed;
         self.sync_error.is_none()
