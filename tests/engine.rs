@@ -230,6 +230,78 @@ fn in_dialog_requests_of_real_calls_pass_and_strangers_do_not() {
 }
 
 #[test]
+fn calls_in_progress_outlive_a_restart_through_saved_calls() {
+    use sipwall::engine::{Engine, Shared};
+    use std::sync::Arc;
+    let ip = "198.18.0.2";
+    let shared = Arc::new(Shared::new());
+    let mut before = Engine::new(policy_with(""), shared.clone());
+    // A phone's call, and a call the PBX makes to a phone (From and To by IP, as Asterisk
+    // writes them): nothing but the dialog tables lets their in-dialog requests in.
+    let d = DOMAIN;
+    let invite = request_full("INVITE", d, d, d, "", "call-out", 1, "");
+    assert_eq!(reason(&mut before, PHONE, &invite, S), Reason::SecretDomain);
+    let pbx_invite = request_full("INVITE", "198.18.0.1", ip, ip, "", "call-in", 1, "");
+    before.decide(
+        &udp(PBX, PHONE, pbx_invite.as_bytes()),
+        Direction::FromPbx,
+        S,
+    );
+    let v0 = before.calls_version();
+    let calls = before.calls();
+    assert_eq!((calls.dialogs.len(), calls.pbx_requests.len()), (2, 1));
+    // Deciding in-dialog requests refreshes dialogs; it adds none to save.
+    let bye_out = request_full("BYE", ip, ip, ip, ";tag=t9", "call-out", 2, "");
+    let bye_in = request_full("BYE", ip, ip, ip, ";tag=t1", "call-in", 2, "");
+    let ok_in = response(200, "INVITE", "call-in", 1, "");
+    assert_eq!(reason(&mut before, PHONE, &bye_out, S), Reason::InDialog);
+    assert_eq!(before.calls_version(), v0);
+
+    // A fresh engine knows none of them ...
+    let mut fresh = Engine::new(policy_with(""), Arc::new(Shared::new()));
+    assert_eq!(reason(&mut fresh, PHONE, &bye_in, S), Reason::UnknownDialog);
+    assert_eq!(
+        reason(&mut fresh, PHONE, &ok_in, S),
+        Reason::UnsolicitedResponse
+    );
+    // ... and saved calls mean nothing under another seed.
+    fresh.restore_calls(&calls, S + 1);
+    assert_eq!(
+        reason(&mut fresh, PHONE, &bye_in, S + 1),
+        Reason::UnknownDialog
+    );
+
+    // After a restart: the same seed and the saved calls, a minute later.
+    let restarted_shared = Arc::new(Shared::new());
+    assert!(restarted_shared.set_table_seed(shared.table_seed()));
+    let mut after = Engine::new(policy_with(""), restarted_shared.clone());
+    assert!(
+        !restarted_shared.set_table_seed([9; 4]),
+        "fixed once engines use it"
+    );
+    let later = S + 60_000_000_000;
+    after.restore_calls(&calls, later);
+    assert_eq!(reason(&mut after, PHONE, &ok_in, later), Reason::Response);
+    assert_eq!(reason(&mut after, PHONE, &bye_in, later), Reason::InDialog);
+    assert_eq!(reason(&mut after, PHONE, &bye_out, later), Reason::InDialog);
+    assert_eq!(
+        reason(
+            &mut after,
+            PHONE,
+            &request_full("BYE", ip, ip, ip, ";tag=t1", "call-x", 2, ""),
+            later
+        ),
+        Reason::UnknownDialog
+    );
+
+    // Saved calls past their time are not taken back: the PBX's INVITE after Timer C, a
+    // dialog after `limits.dialog_idle` (4 h).
+    let mut late = Engine::new(policy_with(""), restarted_shared);
+    late.restore_calls(&calls, S + 5 * 3600 * 1_000_000_000);
+    assert_eq!(late.calls(), sipwall::engine::Calls::default());
+}
+
+#[test]
 fn in_dialog_requests_are_not_rate_limited_but_new_requests_are() {
     let mut e = engine_with("[rate]\ninvite = { per_second = 1.0, burst = 1 }");
     let d = DOMAIN;

@@ -59,10 +59,13 @@ pub enum Applied {
     Kept,
 }
 
-/// State every worker shares: bans, runtime allow/deny entries, failure histories. `version`
-/// moves on every change, so the daemon knows when to save state and update kernel sets.
+/// State every worker shares: bans, runtime allow/deny entries, failure histories, and the
+/// seed of the workers' dialog keys. `version` moves on every change of the first three, so
+/// the daemon knows when to save state and update kernel sets.
 #[derive(Default)]
 pub struct Shared {
+    /// Keys the hashes of Call-IDs in every worker's tables ([`Shared::table_seed`]).
+    table_seed: std::sync::OnceLock<[u64; 4]>,
     /// aHash, keyed at random like std's SipHash (flood-resistant) but cheaper: this is read
     /// for every packet while any ban stands.
     bans: DashMap<SourceKey, Ban, ahash::RandomState>,
@@ -117,6 +120,22 @@ pub struct Snapshot {
 impl Shared {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The seed every engine made with this `Shared` keys its dialog and transaction tables
+    /// with: the one [`Shared::set_table_seed`] gave, or one drawn at random when first asked.
+    pub fn table_seed(&self) -> [u64; 4] {
+        *self.table_seed.get_or_init(|| {
+            // aHash's own random keys (from the OS), read out as four words.
+            let r = ahash::RandomState::new();
+            [0u64, 1, 2, 3].map(|k| r.hash_one(k))
+        })
+    }
+
+    /// Fixes the seed, as saved with the dialogs of an earlier run, so that their keys mean
+    /// the same again. False (nothing changed) once an engine has asked for it.
+    pub fn set_table_seed(&self, seed: [u64; 4]) -> bool {
+        self.table_seed.set(seed).is_ok()
     }
 
     /// A number that changes whenever bans, entries or failures change.

@@ -152,6 +152,14 @@ impl<V: Copy + Default> Index<V> {
         moved_into_first
     }
 
+    /// Every entry, in cell order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, V)> + '_ {
+        self.cells
+            .iter()
+            .filter(|c| c.key != EMPTY)
+            .map(|c| (c.key, c.val))
+    }
+
     /// Keeps the entries `keep` says to, changing their values as it likes.
     pub fn retain(&mut self, mut keep: impl FnMut(u64, &mut V) -> bool) {
         if self.len == 0 {

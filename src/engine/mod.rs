@@ -29,6 +29,7 @@ use rate::{Class, RateLimits};
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::sync::Arc;
+pub use tables::Calls;
 use tables::{Keys, Tables, Txn, TxnFrom};
 
 /// A source as tracked for limits, failures and bans: an IPv4 address (as a v4-mapped IPv6
@@ -128,7 +129,12 @@ impl Engine {
         });
         Engine {
             rate: RateLimits::new(&policy.config.rate, l.max_sources),
-            tables: Tables::new(l.max_dialogs, l.max_transactions, l.dialog_idle.as_nanos()),
+            tables: Tables::new(
+                l.max_dialogs,
+                l.max_transactions,
+                l.dialog_idle.as_nanos(),
+                shared.table_seed(),
+            ),
             tcp,
             counters: Counters::default(),
             last_maintenance: 0,
@@ -176,6 +182,24 @@ impl Engine {
             ("tcp_flows", self.tcp.flow_count()),
             ("failing_sources", self.shared.failing_sources()),
         ]
+    }
+
+    /// The dialogs and the PBX's open requests, to be saved so that calls in progress outlive
+    /// a restart ([`Engine::restore_calls`]).
+    pub fn calls(&self) -> Calls {
+        self.tables.calls()
+    }
+
+    /// A number that changes when [`Engine::calls`] does (a dialog or PBX request came or went).
+    pub fn calls_version(&self) -> u64 {
+        self.tables.calls_version()
+    }
+
+    /// Takes back calls an earlier run saved: in-dialog requests and answers to the PBX's
+    /// requests are then known as if this engine had seen them start. The keys must come
+    /// from engines with the same [`Shared::table_seed`].
+    pub fn restore_calls(&mut self, calls: &Calls, now: u64) {
+        self.tables.restore_calls(calls, now);
     }
 
     /// Signs of pressure: requests charged to the shared overflow bucket (source table full),

@@ -165,6 +165,43 @@ const TXN_LIFETIME_NS: u64 = 32_000_000_000;
 /// INVITE client transactions of the PBX may see final answers for up to Timer C (3 min).
 const PBX_INVITE_LIFETIME_NS: u64 = 200_000_000_000;
 
+/// What of a worker's tables lets calls in progress outlive a restart: each dialog with the
+/// time it was last seen, and each request the PBX sent with its expiry (ns since the Unix
+/// epoch, the clock `now` is read from inline). Keys are hashes of Call-IDs under the tables'
+/// seed ([`Tables::new`]): no Call-ID is kept, and the keys mean something only to tables
+/// made with the same seed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Calls {
+    pub dialogs: Vec<(u64, u64)>,
+    pub pbx_requests: Vec<(u64, u64)>,
+}
+
+impl Calls {
+    /// Several workers' calls as one: a dialog last seen when any of them last saw it, a
+    /// request expiring at the latest expiry any holds.
+    pub fn union<'a>(all: impl IntoIterator<Item = &'a Calls>) -> Calls {
+        let mut dialogs = ahash::AHashMap::new();
+        let mut pbx = ahash::AHashMap::new();
+        for c in all {
+            for &(k, t) in &c.dialogs {
+                let e = dialogs.entry(k).or_insert(t);
+                *e = (*e).max(t);
+            }
+            for &(k, t) in &c.pbx_requests {
+                let e = pbx.entry(k).or_insert(t);
+                *e = (*e).max(t);
+            }
+        }
+        let mut c = Calls {
+            dialogs: dialogs.into_iter().collect(),
+            pbx_requests: pbx.into_iter().collect(),
+        };
+        c.dialogs.sort_unstable();
+        c.pbx_requests.sort_unstable();
+        c
+    }
+}
+
 pub struct Tables {
     hasher: RandomState,
     dialogs: Index<u64>,
@@ -179,12 +216,17 @@ pub struct Tables {
     max_txns: usize,
     dialog_idle: u64,
     pub refused: u64,
+    /// Changes whenever a dialog or a PBX request comes or goes (not when one is refreshed).
+    calls_version: u64,
 }
 
 impl Tables {
-    pub fn new(max_dialogs: usize, max_txns: usize, dialog_idle: u64) -> Self {
+    /// `seed` keys the hashes of Call-IDs: tables with the same seed (every worker of a daemon,
+    /// and the daemon after a restart) give a Call-ID the same key. It stays secret (in the
+    /// state directory), so a flood cannot aim Call-IDs at one cell.
+    pub fn new(max_dialogs: usize, max_txns: usize, dialog_idle: u64, seed: [u64; 4]) -> Self {
         Tables {
-            hasher: RandomState::new(),
+            hasher: RandomState::with_seeds(seed[0], seed[1], seed[2], seed[3]),
             dialogs: Index::new(),
             txns: Index::new(),
             slots: Vec::new(),
@@ -195,7 +237,44 @@ impl Tables {
             max_txns,
             dialog_idle,
             refused: 0,
+            calls_version: 0,
         }
+    }
+
+    /// A number that changes when the set of dialogs or PBX requests does.
+    pub fn calls_version(&self) -> u64 {
+        self.calls_version
+    }
+
+    /// The dialogs and PBX requests, to be saved.
+    pub fn calls(&self) -> Calls {
+        Calls {
+            dialogs: self.dialogs.iter().collect(),
+            pbx_requests: self.pbx_requests.iter().collect(),
+        }
+    }
+
+    /// Takes back saved calls (made under this seed): those not idle or expired at `now`,
+    /// within the tables' caps. What the tables know already stays as it is.
+    pub fn restore_calls(&mut self, c: &Calls, now: u64) {
+        let idle = self.dialog_idle;
+        for &(k, seen) in &c.dialogs {
+            if now.saturating_sub(seen) <= idle
+                && self.dialogs.len() < self.max_dialogs
+                && !self.dialogs.contains_key(k)
+            {
+                self.dialogs.insert(k, seen);
+            }
+        }
+        for &(k, expires) in &c.pbx_requests {
+            if expires > now
+                && self.pbx_requests.len() < self.max_txns
+                && !self.pbx_requests.contains_key(k)
+            {
+                self.pbx_requests.insert(k, expires);
+            }
+        }
+        self.calls_version += 1;
     }
 
     pub fn dialogs_len(&self) -> usize {
@@ -254,7 +333,9 @@ impl Tables {
             self.refused += 1;
             return;
         }
-        self.dialogs.insert(k, now);
+        if self.dialogs.insert(k, now).is_none() {
+            self.calls_version += 1;
+        }
     }
 
     pub fn note_txn(&mut self, m: &Message, keys: &Keys, t: TxnFrom, now: u64) {
@@ -348,7 +429,9 @@ impl Tables {
         } else {
             TXN_LIFETIME_NS
         };
-        self.pbx_requests.insert(k, now + life);
+        if self.pbx_requests.insert(k, now + life).is_none() {
+            self.calls_version += 1;
+        }
     }
 
     /// Does this response answer a request the PBX sent?
@@ -358,6 +441,7 @@ impl Tables {
 
     pub fn expire(&mut self, now: u64) {
         let idle = self.dialog_idle;
+        let calls = self.dialogs.len() + self.pbx_requests.len();
         self.dialogs
             .retain(|_, seen| now.saturating_sub(*seen) <= idle);
         let (free, now_tick) = (&mut self.free, tick(now));
@@ -369,6 +453,9 @@ impl Tables {
             live
         });
         self.pbx_requests.retain(|_, e| *e > now);
+        if self.dialogs.len() + self.pbx_requests.len() != calls {
+            self.calls_version += 1;
+        }
     }
 }
 
@@ -394,8 +481,45 @@ mod tests {
     }
 
     #[test]
+    fn saved_calls_merge_and_come_back_within_the_caps() {
+        let a = Calls {
+            dialogs: vec![(1, 10), (2, 20)],
+            pbx_requests: vec![(7, 70)],
+        };
+        let b = Calls {
+            dialogs: vec![(2, 25), (3, 30)],
+            pbx_requests: vec![(7, 60), (8, 80)],
+        };
+        let u = Calls::union([&a, &b]);
+        assert_eq!(
+            u.dialogs,
+            vec![(1, 10), (2, 25), (3, 30)],
+            "latest sighting kept"
+        );
+        assert_eq!(u.pbx_requests, vec![(7, 70), (8, 80)], "latest expiry kept");
+        // Two dialogs fit; what the tables know already is not overwritten; expired ones stay out.
+        let mut t = Tables::new(2, 1, 50, [5; 4]);
+        t.dialogs.insert(3, 31);
+        let v = t.calls_version();
+        t.restore_calls(&u, 75);
+        assert_ne!(t.calls_version(), v);
+        let mut d = t.calls().dialogs;
+        d.sort_unstable();
+        assert_eq!(
+            d,
+            vec![(2, 25), (3, 31)],
+            "(1, 10) idle past 50 ns: not taken back"
+        );
+        assert_eq!(
+            t.calls().pbx_requests,
+            vec![(8, 80)],
+            "(7, 70) expired at 75"
+        );
+    }
+
+    #[test]
     fn transaction_slots_are_reused_and_bounded() {
-        let mut t = Tables::new(10, 3, 1);
+        let mut t = Tables::new(10, 3, 1, [1, 2, 3, 4]);
         let texts: Vec<String> = (0..5).map(|i| msg(&format!("c{i}"))).collect();
         let m: Vec<Message> = texts
             .iter()
