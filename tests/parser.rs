@@ -182,6 +182,9 @@ fn fuzz_corpora_replay() {
             let _ = sipwall::config::feed::parse(&text);
             let _ = sipwall::inline::ctl::parse_request(&text);
             let _ = sipwall::inline::state::decode(&bytes);
+            if let Ok(c) = sipwall::inline::state::decode_calls(&bytes) {
+                assert_eq!(sipwall::inline::state::encode_calls(&c), bytes);
+            }
             let _ = sipwall::inline::queue::netlink::packets(&bytes).count();
             let mut cap = sipwall::replay::Capture::default();
             let _ = cap.read_from(&bytes[..], "seed");

@@ -343,6 +343,17 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "failed",
         "the new domain is in force after the call: {log}"
     );
+    assert_eq!(
+        get("call_across_restart"),
+        "ok",
+        "a call in progress outlives a restart (its saved dialog lets its BYE in): {log}"
+    );
+    assert_eq!(get("calls_restored_lines"), "1", "{log}");
+    assert_eq!(
+        get("call_across_kill"),
+        "ok",
+        "a call saved before a kill -9 outlives it: {log}"
+    );
 }
 
 /// Bans that hold: a guesser's ban goes into the kernel's nftables set (sipwall sees none of

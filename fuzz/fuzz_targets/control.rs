@@ -1,6 +1,7 @@
 #![no_main]
 //! Control-socket requests and state files: any bytes give a request or state, or an error,
-//! never a panic; a request that reads back serializes to one that reads the same.
+//! never a panic; a request that reads back serializes to one that reads the same, and so
+//! do saved calls.
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -10,4 +11,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(sipwall::inline::ctl::parse_request(&again).unwrap(), r);
     }
     let _ = sipwall::inline::state::decode(data);
+    if let Ok(c) = sipwall::inline::state::decode_calls(data) {
+        assert_eq!(sipwall::inline::state::encode_calls(&c), data);
+    }
 });

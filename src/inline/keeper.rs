@@ -3,10 +3,10 @@
 //! only touch [`Shared`](crate::engine::Shared); the keeper notices changes by its version.
 
 use super::offload::{Offload, Wanted};
-use super::state::{Loaded, StateDir};
+use super::state::{Loaded, SavedCalls, StateDir};
 use super::{Control, WorkerStats};
 use crate::config::feed;
-use crate::engine::{Ban, ListKind, Totals};
+use crate::engine::{Ban, Calls, ListKind, Totals};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ const SAVE_COUNTERS_NS: u64 = 10 * SECOND;
 const FEED_CHECK_NS: u64 = 10 * SECOND;
 /// After a failed kernel sync, the next try (each runs nft).
 const SYNC_RETRY_NS: u64 = 5 * SECOND;
+/// Calls in progress are saved at most this often, when a worker published new ones.
+const SAVE_CALLS_NS: u64 = SECOND;
 
 pub struct Keeper {
     ctl: Arc<Control>,
@@ -31,6 +33,9 @@ pub struct Keeper {
     saved_version: u64,
     last_save: u64,
     save_error: Option<String>,
+    /// The calls board's version last saved, when, and the last error saving calls.
+    calls_saved: (u64, u64),
+    calls_error: Option<String>,
     synced: Option<(u64, u64)>,
     sync_error: Option<String>,
     /// When a failed kernel sync is tried again (not at every tick: each try runs nft).
@@ -71,6 +76,7 @@ impl Keeper {
                 ),
                 Err(e) => tracing::error!(error = %e, "state file unreadable, starting without saved bans"),
             }
+            restore_calls(&ctl, &s, now);
             Some(s)
         });
         // The table is made with the restored bans already in it (one transaction): while
@@ -110,6 +116,8 @@ impl Keeper {
             saved_version: u64::MAX,
             last_save: now,
             save_error: None,
+            calls_saved: (0, now),
+            calls_error: None,
             synced: None,
             sync_error: None,
             sync_retry_at: 0,
@@ -154,12 +162,50 @@ impl Keeper {
         {
             self.save(now);
         }
+        if now.saturating_sub(self.calls_saved.1) >= SAVE_CALLS_NS {
+            self.save_calls(now);
+        }
         self.hook.reap();
     }
 
-    /// The last save, at stop.
+    /// The last save, at stop (after the workers published their calls a last time).
     pub fn finish(&mut self, now: u64) {
         self.save(now);
+        self.save_calls(now);
+    }
+
+    /// Saves the workers' calls if they published new ones since the last save. Before any
+    /// worker has, the file keeps what the last run saved.
+    fn save_calls(&mut self, now: u64) {
+        let Some(state) = &self.state else { return };
+        let (version, calls) = {
+            let board = self.ctl.calls.lock().expect("calls lock");
+            if board.version == self.calls_saved.0 {
+                return;
+            }
+            (board.version, Calls::union(board.by_queue.values()))
+        };
+        let saved = SavedCalls {
+            seed: self.ctl.shared.table_seed(),
+            saved_ns: now,
+            calls,
+        };
+        match state.save_calls(&saved) {
+            Ok(()) => {
+                if self.calls_error.take().is_some() {
+                    tracing::info!("calls saved again");
+                }
+                self.calls_saved.0 = version;
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if self.calls_error.as_ref() != Some(&e) {
+                    tracing::error!(error = %e, path = %state.calls_path().display(), "cannot save calls in progress; retrying");
+                }
+                self.calls_error = Some(e);
+            }
+        }
+        self.calls_saved.1 = now;
     }
 
     /// Counters since the first start: saved ones plus this run's.
@@ -330,6 +376,32 @@ impl Keeper {
 
 fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Takes back the calls an earlier run saved: their seed keys this run's tables, and every
+/// worker starts with them, so in-dialog requests and answers of calls in progress still pass.
+fn restore_calls(ctl: &Control, state: &StateDir, now: u64) {
+    match state.load_calls() {
+        Ok(None) => {}
+        Ok(Some(saved)) => {
+            if !ctl.shared.set_table_seed(saved.seed) {
+                tracing::warn!("saved calls not restored: the tables were already keyed");
+                return;
+            }
+            let c = &saved.calls;
+            tracing::info!(
+                dialogs = c.dialogs.len(),
+                pbx_requests = c.pbx_requests.len(),
+                age_s = now.saturating_sub(saved.saved_ns) / SECOND,
+                "calls in progress restored"
+            );
+            ctl.calls.lock().expect("calls lock").restored = Some(Arc::new(saved.calls));
+        }
+        Err(e) => tracing::warn!(
+            error = %e, path = %state.calls_path().display(),
+            "saved calls unreadable: ignored (calls in progress whose requests lack the secret domain may be cut)"
+        ),
+    }
 }
 
 /// What the kernel sets should hold: the bans, and the allow and deny entries of the config

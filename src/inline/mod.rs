@@ -16,7 +16,7 @@ pub mod rules;
 pub mod state;
 
 use crate::config::Policy;
-use crate::engine::{Ahead, Counters, Decision, Direction, Engine, Reason, Shared, Verdict};
+use crate::engine::{Ahead, Calls, Counters, Decision, Direction, Engine, Reason, Shared, Verdict};
 use crate::net::{IpView, Packet};
 use prometheus_client::metrics::histogram::Histogram;
 use queue::{Backend, Queue};
@@ -48,7 +48,24 @@ pub struct Control {
     pub reload_requested: AtomicBool,
     pub dry_run: bool,
     pub started_ns: u64,
+    /// Calls in progress: those an earlier run saved, and each worker's as last published.
+    pub calls: Mutex<CallsBoard>,
 }
+
+/// Calls in progress, between the workers (which know them) and the keeper (which saves them
+/// so that a restart does not cut them).
+#[derive(Default)]
+pub struct CallsBoard {
+    /// What the state directory held at start: every worker takes it back.
+    pub restored: Option<Arc<Calls>>,
+    /// Each worker's dialogs and PBX requests, by queue, as last published.
+    pub by_queue: BTreeMap<u16, Calls>,
+    /// Moves on with every publication.
+    pub version: u64,
+}
+
+/// A worker publishes its calls this often when they changed (and when it stops).
+const CALLS_PUBLISH_NS: u64 = 2_000_000_000;
 
 /// One packet in this many has its decision timed for the latency histogram.
 pub const LATENCY_SAMPLE: u64 = 64;
@@ -68,6 +85,7 @@ impl Control {
             reload_requested: AtomicBool::new(false),
             dry_run,
             started_ns: now_ns(),
+            calls: Mutex::new(CallsBoard::default()),
         })
     }
 
@@ -283,6 +301,11 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
     let mut policy = ctl.current();
     let mut generation = ctl.generation.load(Ordering::Acquire);
     let mut engine = Engine::new(policy.clone(), ctl.shared.clone());
+    let restored = ctl.calls.lock().expect("calls lock").restored.clone();
+    if let Some(c) = restored {
+        engine.restore_calls(&c, now_ns());
+    }
+    let (mut calls_published, mut calls_version) = (0u64, 0u64);
     let mut report = WorkerStats {
         queue,
         ..Default::default()
@@ -434,7 +457,12 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
             publish(&ctl, &engine, &mut report, &mut tally, &mut last_top, now);
             last_publish = now;
         }
+        if now.saturating_sub(calls_published) >= CALLS_PUBLISH_NS {
+            publish_calls(&ctl, queue, &engine, &mut calls_version);
+            calls_published = now;
+        }
     }
+    publish_calls(&ctl, queue, &engine, &mut calls_version);
     report.recv_errors = errors + q.enobufs();
     report.counters = engine.counters().clone();
     tracing::info!(
@@ -477,6 +505,19 @@ fn publish(
         .lock()
         .expect("workers lock")
         .insert(report.queue, report.clone());
+}
+
+/// Hands the worker's calls to the keeper if they changed since `*version` (copying them is a
+/// walk of its tables: done every [`CALLS_PUBLISH_NS`] at most, off the packets' way).
+fn publish_calls(ctl: &Control, queue: u16, engine: &Engine, version: &mut u64) {
+    if engine.calls_version() == *version {
+        return;
+    }
+    *version = engine.calls_version();
+    let calls = engine.calls();
+    let mut board = ctl.calls.lock().expect("calls lock");
+    board.by_queue.insert(queue, calls);
+    board.version += 1;
 }
 
 fn counted(engine: &mut Engine, d: Decision) -> Decision {

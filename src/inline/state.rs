@@ -7,7 +7,7 @@
 //! daemon starts empty rather than not at all. Write errors (a full disk) are returned for the
 //! caller to report; the old file stays in place.
 
-use crate::engine::{Snapshot, Totals};
+use crate::engine::{Calls, Snapshot, Totals};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 const FILE: &str = "state.json";
 const FORMAT: u32 = 1;
+/// Calls in progress: binary (they can number hundreds of thousands), apart from the bans.
+const CALLS_FILE: &str = "calls.bin";
+const CALLS_MAGIC: &[u8; 8] = b"SWCALLS1";
 
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
@@ -88,7 +91,34 @@ impl StateDir {
             snapshot,
         };
         let bytes = serde_json::to_vec(&d).map_err(io::Error::other)?;
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
+        self.replace(FILE, &bytes, true)
+    }
+
+    pub fn calls_path(&self) -> PathBuf {
+        self.dir.join(CALLS_FILE)
+    }
+
+    /// The calls an earlier run saved, with the seed their keys were made under; `None` when
+    /// there are none (first start). A file that cannot be read is an error to report: it is
+    /// replaced by the next save, and calls are then only those seen from now on.
+    pub fn load_calls(&self) -> Result<Option<SavedCalls>, String> {
+        match fs::read(self.calls_path()) {
+            Ok(b) => decode_calls(&b).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Replaces the calls file atomically. Not synced to disk: a crash of sipwall leaves the
+    /// old file or the new one (the rename), and a power cut ends the calls it would keep.
+    pub fn save_calls(&self, saved: &SavedCalls) -> io::Result<()> {
+        self.replace(CALLS_FILE, &encode_calls(saved), false)
+    }
+
+    /// Writes `name` as a temporary file renamed over the old one; `durable`: synced to disk,
+    /// the file and the directory, before this returns. On error the old file stays.
+    fn replace(&self, name: &str, bytes: &[u8], durable: bool) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
         let written = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -96,16 +126,89 @@ impl StateDir {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, self.path())?;
-            File::open(&self.dir)?.sync_all()
+            f.write_all(bytes)?;
+            if durable {
+                f.sync_all()?;
+            }
+            fs::rename(&tmp, self.dir.join(name))?;
+            if durable {
+                File::open(&self.dir)?.sync_all()?;
+            }
+            Ok(())
         })();
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         written
     }
+}
+
+/// Calls saved by a run: the seed of their keys, when, and the calls themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedCalls {
+    pub seed: [u64; 4],
+    pub saved_ns: u64,
+    pub calls: Calls,
+}
+
+/// FNV-1a: catches a torn or foreign file; nothing here needs a keyed hash.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The calls file: magic, seed, saved time, two counts, the (key, time) pairs, a checksum of
+/// all before it; integers little endian.
+pub fn encode_calls(s: &SavedCalls) -> Vec<u8> {
+    let (d, p) = (&s.calls.dialogs, &s.calls.pbx_requests);
+    let mut b = Vec::with_capacity(8 + 32 + 8 + 8 + 16 * (d.len() + p.len()) + 8);
+    b.extend_from_slice(CALLS_MAGIC);
+    for w in s.seed.iter().chain([&s.saved_ns]) {
+        b.extend_from_slice(&w.to_le_bytes());
+    }
+    for n in [d.len(), p.len()] {
+        b.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+    for &(k, t) in d.iter().chain(p) {
+        b.extend_from_slice(&k.to_le_bytes());
+        b.extend_from_slice(&t.to_le_bytes());
+    }
+    let sum = fnv(&b);
+    b.extend_from_slice(&sum.to_le_bytes());
+    b
+}
+
+/// Reads a calls file's bytes (fuzzed: `fuzz/control`): exactly what [`encode_calls`] wrote,
+/// or an error saying what is wrong.
+pub fn decode_calls(b: &[u8]) -> Result<SavedCalls, String> {
+    const HEAD: usize = 8 + 32 + 8 + 8;
+    if b.len() < HEAD + 8 || &b[..8] != CALLS_MAGIC {
+        return Err("not a sipwall calls file".into());
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
+    let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default());
+    let (nd, np) = (u32_at(48) as usize, u32_at(52) as usize);
+    if (b.len() - HEAD - 8) / 16 != nd + np || (b.len() - HEAD - 8) % 16 != 0 {
+        return Err("calls file cut short or too long".into());
+    }
+    let end = b.len() - 8;
+    if fnv(&b[..end]) != u64_at(end) {
+        return Err("calls file checksum mismatch".into());
+    }
+    let pairs = |from: usize, n: usize| -> Vec<(u64, u64)> {
+        (0..n)
+            .map(|i| (u64_at(from + 16 * i), u64_at(from + 16 * i + 8)))
+            .collect()
+    };
+    Ok(SavedCalls {
+        seed: [u64_at(8), u64_at(16), u64_at(24), u64_at(32)],
+        saved_ns: u64_at(40),
+        calls: Calls {
+            dialogs: pairs(HEAD, nd),
+            pbx_requests: pairs(HEAD + 16 * nd, np),
+        },
+    })
 }
 
 /// Reads a state file's bytes (fuzzed: `fuzz/control`).
@@ -175,6 +278,41 @@ mod tests {
             _ => panic!("corrupt file not reported"),
         }
         assert!(matches!(dir.load(8).unwrap(), Loaded::Empty));
+    }
+
+    #[test]
+    fn calls_read_back_and_a_damaged_file_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(t.path()).unwrap();
+        assert_eq!(dir.load_calls(), Ok(None));
+        let saved = SavedCalls {
+            seed: [1, 2, 3, u64::MAX],
+            saved_ns: 7,
+            calls: Calls {
+                dialogs: vec![(10, 100), (11, 101)],
+                pbx_requests: vec![(12, 102)],
+            },
+        };
+        dir.save_calls(&saved).unwrap();
+        assert_eq!(dir.load_calls(), Ok(Some(saved.clone())));
+        let bytes = fs::read(dir.calls_path()).unwrap();
+        assert_eq!(bytes.len(), 56 + 3 * 16 + 8);
+        // Every cut and every flipped byte is refused, none read as other calls.
+        for n in 0..bytes.len() {
+            assert!(decode_calls(&bytes[..n]).is_err(), "cut at {n}");
+            let mut b = bytes.clone();
+            b[n] ^= 0x40;
+            assert!(decode_calls(&b).is_err(), "byte {n} flipped");
+        }
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0; 16]);
+        assert!(decode_calls(&longer).is_err());
+        // A count that does not fit the length (would overflow if added unchecked).
+        let mut b = bytes.clone();
+        b[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_calls(&b).is_err());
+        fs::write(dir.calls_path(), b"junk").unwrap();
+        assert!(dir.load_calls().is_err());
     }
 
     #[test]
