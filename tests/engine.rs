@@ -12,6 +12,12 @@ fn reason(e: &mut sipwall::engine::Engine, src: &str, msg: &str, now: u64) -> Re
         .reason
 }
 
+/// The PBX sends `msg` to `dst`: the engine observes it.
+fn pbx_sends(e: &mut sipwall::engine::Engine, dst: &str, msg: &str, now: u64) -> Reason {
+    e.decide(&udp(PBX, dst, msg.as_bytes()), Direction::FromPbx, now)
+        .reason
+}
+
 #[test]
 fn secret_domain_must_be_the_host_of_all_three() {
     let mut e = engine();
@@ -213,11 +219,7 @@ fn in_dialog_requests_of_real_calls_pass_and_strangers_do_not() {
     assert_eq!(reason(&mut e, PHONE, &stranger, S), Reason::UnknownDialog);
     // A dialog the PBX started (call to the phone): the callee's BYE is known.
     let pbx_invite = request_full("INVITE", "198.18.0.1", ip, d, "", "call-from-pbx", 1, "");
-    e.decide(
-        &udp(PBX, PHONE, pbx_invite.as_bytes()),
-        Direction::FromPbx,
-        S,
-    );
+    pbx_sends(&mut e, PHONE, &pbx_invite, S);
     let bye = request_full("BYE", ip, ip, ip, ";tag=t1", "call-from-pbx", 2, "");
     assert_eq!(reason(&mut e, PHONE, &bye, S), Reason::InDialog);
     // and the callee's answers to the PBX's INVITE are responses to a request the PBX sent
@@ -242,11 +244,7 @@ fn calls_in_progress_outlive_a_restart_through_saved_calls() {
     let invite = request_full("INVITE", d, d, d, "", "call-out", 1, "");
     assert_eq!(reason(&mut before, PHONE, &invite, S), Reason::SecretDomain);
     let pbx_invite = request_full("INVITE", "198.18.0.1", ip, ip, "", "call-in", 1, "");
-    before.decide(
-        &udp(PBX, PHONE, pbx_invite.as_bytes()),
-        Direction::FromPbx,
-        S,
-    );
+    pbx_sends(&mut before, PHONE, &pbx_invite, S);
     let v0 = before.calls_version();
     let calls = before.calls();
     assert_eq!((calls.dialogs.len(), calls.pbx_requests.len()), (2, 1));
@@ -350,11 +348,7 @@ fn fail_once(e: &mut sipwall::engine::Engine, src: &str, n: u32, user: &str, now
     if d.verdict == Verdict::Drop {
         return;
     }
-    e.decide(
-        &udp(PBX, src, response(401, "REGISTER", &call, n, "").as_bytes()),
-        Direction::FromPbx,
-        now,
-    );
+    pbx_sends(e, src, &response(401, "REGISTER", &call, n, ""), now);
 }
 
 #[test]
@@ -364,15 +358,7 @@ fn wrong_passwords_seen_on_the_wire_ban_the_source_with_evidence() {
     // The first challenge to a credential-less REGISTER is not a failure.
     let reg = request_full("REGISTER", DOMAIN, DOMAIN, DOMAIN, "", "c0", 1, "");
     e.decide(&udp(attacker, PBX, reg.as_bytes()), Direction::ToPbx, S);
-    e.decide(
-        &udp(
-            PBX,
-            attacker,
-            response(401, "REGISTER", "c0", 1, "").as_bytes(),
-        ),
-        Direction::FromPbx,
-        S,
-    );
+    pbx_sends(&mut e, attacker, &response(401, "REGISTER", "c0", 1, ""), S);
     assert_eq!(e.counters().auth_failures, 0);
     // A stale-nonce re-challenge is not either.
     let auth = "Authorization: Digest username=\"200\", response=\"r\"\r\n";
@@ -385,7 +371,7 @@ fn wrong_passwords_seen_on_the_wire_ban_the_source_with_evidence() {
         2,
         "WWW-Authenticate: Digest realm=\"x\", nonce=\"y\", stale=true\r\n",
     );
-    e.decide(&udp(PBX, attacker, stale.as_bytes()), Direction::FromPbx, S);
+    pbx_sends(&mut e, attacker, &stale, S);
     assert_eq!(e.counters().auth_failures, 0);
 
     fail_once(&mut e, attacker, 10, "200", 2 * S);
@@ -478,11 +464,7 @@ fn a_raise_to_a_longer_tier_counts_as_a_ban() {
     }
     for n in 0..12u32 {
         let r = response(401, "REGISTER", &format!("b{n}"), n + 1, "");
-        e.decide(
-            &udp(PBX, src, r.as_bytes()),
-            Direction::FromPbx,
-            S + u64::from(n),
-        );
+        pbx_sends(&mut e, src, &r, S + u64::from(n));
     }
     // The second failure banned it for an hour (tier 1); the twelfth raised that to tier 2.
     assert_eq!(e.counters().auth_failures, 12);
@@ -510,8 +492,7 @@ fn replay_does_not_read_answers_to_requests_sipwall_drops() {
         let d = e.decide(&udp(src, PBX, reg.as_bytes()), Direction::ToPbx, S);
         assert_eq!(d.reason, Reason::NoSecretDomain);
         let answer = response(404, "REGISTER", &call, 1, "");
-        e.decide(&udp(PBX, src, answer.as_bytes()), Direction::FromPbx, S)
-            .reason
+        pbx_sends(e, src, &answer, S)
     };
     let mut replay = engine();
     replay.skip_answers_to_dropped();
