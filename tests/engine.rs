@@ -229,6 +229,41 @@ fn in_dialog_requests_of_real_calls_pass_and_strangers_do_not() {
         reason(&mut e, PHONE, &response(200, "INVITE", "nope", 1, ""), S),
         Reason::UnsolicitedResponse
     );
+    // A BYE ends its dialog (both above had theirs at S): its retransmissions still pass for a
+    // transaction's time (32 s), then the dialog is forgotten, not after limits.dialog_idle (4 h).
+    let sec = 1_000_000_000;
+    let dialogs = |e: &sipwall::engine::Engine| e.calls().dialogs.len();
+    assert_eq!(dialogs(&e), 2);
+    assert_eq!(reason(&mut e, PHONE, &bye, S + 20 * sec), Reason::InDialog);
+    let reinvite = request_full("INVITE", ip, ip, ip, ";tag=t9", "call-9", 3, "");
+    assert_eq!(
+        reason(&mut e, PHONE, &reinvite, S + 40 * sec),
+        Reason::UnknownDialog
+    );
+    assert_eq!(
+        dialogs(&e),
+        1,
+        "the retransmitted BYE kept its dialog 32 s more"
+    );
+    assert_eq!(
+        reason(&mut e, PHONE, &bye, S + 60 * sec),
+        Reason::UnknownDialog
+    );
+    assert_eq!(dialogs(&e), 0);
+    // The PBX's own BYE ends a dialog too.
+    let pbx_invite = request_full("INVITE", "198.18.0.1", ip, d, "", "call-p", 1, "");
+    pbx_sends(&mut e, PHONE, &pbx_invite, S + 60 * sec);
+    let pbx_bye = request_full("BYE", "198.18.0.1", ip, ip, ";tag=t1", "call-p", 2, "");
+    pbx_sends(&mut e, PHONE, &pbx_bye, S + 70 * sec);
+    let phone_bye = request_full("BYE", ip, ip, ip, ";tag=t1", "call-p", 1, "");
+    assert_eq!(
+        reason(&mut e, PHONE, &phone_bye, S + 100 * sec),
+        Reason::InDialog
+    );
+    assert_eq!(
+        reason(&mut e, PHONE, &phone_bye, S + 140 * sec),
+        Reason::UnknownDialog
+    );
 }
 
 #[test]
@@ -248,12 +283,13 @@ fn calls_in_progress_outlive_a_restart_through_saved_calls() {
     let v0 = before.calls_version();
     let calls = before.calls();
     assert_eq!((calls.dialogs.len(), calls.pbx_requests.len()), (2, 1));
-    // Deciding in-dialog requests refreshes dialogs; it adds none to save.
-    let bye_out = request_full("BYE", ip, ip, ip, ";tag=t9", "call-out", 2, "");
+    // A re-INVITE refreshes its dialog; nothing new to save.
+    let reinvite = request_full("INVITE", ip, ip, ip, ";tag=t9", "call-out", 2, "");
+    assert_eq!(reason(&mut before, PHONE, &reinvite, S), Reason::InDialog);
+    assert_eq!(before.calls_version(), v0);
+    let bye_out = request_full("BYE", ip, ip, ip, ";tag=t9", "call-out", 3, "");
     let bye_in = request_full("BYE", ip, ip, ip, ";tag=t1", "call-in", 2, "");
     let ok_in = response(200, "INVITE", "call-in", 1, "");
-    assert_eq!(reason(&mut before, PHONE, &bye_out, S), Reason::InDialog);
-    assert_eq!(before.calls_version(), v0);
 
     // A fresh engine knows none of them ...
     let mut fresh = Engine::new(policy_with(""), Arc::new(Shared::new()));

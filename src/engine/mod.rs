@@ -580,7 +580,9 @@ impl Engine {
         {
             return Decision::drop(Reason::RateLimited);
         }
-        if method.creates_dialog() || known_dialog {
+        if method == Method::Bye && known_dialog {
+            self.tables.end_dialog(m, keys, now);
+        } else if method.creates_dialog() || known_dialog {
             self.tables.note_dialog(m, keys, now);
         }
         if method == Method::Register || m.authorization.is_some() {
@@ -668,7 +670,9 @@ impl Engine {
         let reason = match m.start {
             StartLine::Request { method, .. } => {
                 self.tables.note_pbx_request(m, now);
-                if method.creates_dialog() || m.to.tag.is_some() {
+                if method == Method::Bye {
+                    self.tables.end_dialog(m, &Keys::NONE, now);
+                } else if method.creates_dialog() || m.to.tag.is_some() {
                     self.tables.note_dialog(m, &Keys::NONE, now);
                 }
                 Reason::Observed

@@ -162,12 +162,15 @@ impl Texts {
 
 /// RFC 3261 Timer B/F: 64 × T1.
 const TXN_LIFETIME_NS: u64 = 32_000_000_000;
+/// How long a dialog is kept after its BYE: the BYE's transaction (Timer F), its last
+/// retransmission answered.
+const DIALOG_ENDING_NS: u64 = TXN_LIFETIME_NS;
 /// INVITE client transactions of the PBX may see final answers for up to Timer C (3 min).
 const PBX_INVITE_LIFETIME_NS: u64 = 200_000_000_000;
 
-/// What of a worker's tables lets calls in progress outlive a restart: each dialog with the
-/// time it was last seen, and each request the PBX sent with its expiry (ns since the Unix
-/// epoch, the clock `now` is read from inline). Keys are hashes of Call-IDs under the tables'
+/// What of a worker's tables lets calls in progress outlive a restart: each dialog and each
+/// request the PBX sent, with its expiry (ns since the Unix epoch, the clock `now` is read
+/// from inline). Keys are hashes of Call-IDs under the tables'
 /// seed ([`Tables::new`]): no Call-ID is kept, and the keys mean something only to tables
 /// made with the same seed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -177,8 +180,8 @@ pub struct Calls {
 }
 
 impl Calls {
-    /// Several workers' calls as one: a dialog last seen when any of them last saw it, a
-    /// request expiring at the latest expiry any holds.
+    /// Several workers' calls as one: each dialog and request expiring at the latest expiry
+    /// any of them holds.
     pub fn union<'a>(all: impl IntoIterator<Item = &'a Calls>) -> Calls {
         let all: Vec<&Calls> = all.into_iter().collect();
         if let [one] = all[..] {
@@ -259,16 +262,15 @@ impl Tables {
         }
     }
 
-    /// Takes back saved calls (made under this seed): those not idle or expired at `now`,
-    /// within the tables' caps. What the tables know already stays as it is.
+    /// Takes back saved calls (made under this seed): those not expired at `now`, within the
+    /// tables' caps. What the tables know already stays as it is.
     pub fn restore_calls(&mut self, c: &Calls, now: u64) {
-        let idle = self.dialog_idle;
-        for &(k, seen) in &c.dialogs {
-            if now.saturating_sub(seen) <= idle
+        for &(k, expires) in &c.dialogs {
+            if expires >= now
                 && self.dialogs.len() < self.max_dialogs
                 && !self.dialogs.contains_key(k)
             {
-                self.dialogs.insert(k, seen);
+                self.dialogs.insert(k, expires);
             }
         }
         for &(k, expires) in &c.pbx_requests {
@@ -332,13 +334,30 @@ impl Tables {
         self.dialogs.contains_key(self.call_key_of(m, keys))
     }
 
+    /// A BYE ends the dialog: it is kept [`DIALOG_ENDING_NS`] more, for the BYE's
+    /// retransmissions and answers, then expires (not `dialog_idle` later, so that the tables,
+    /// and the calls saved from them, hold the calls in progress and not every call of hours).
+    pub fn end_dialog(&mut self, m: &Message, keys: &Keys, now: u64) {
+        let k = self.call_key_of(m, keys);
+        if self.dialogs.contains_key(k) {
+            let ends = now.saturating_add(DIALOG_ENDING_NS.min(self.dialog_idle));
+            self.dialogs.insert(k, ends);
+            self.calls_version += 1;
+        }
+    }
+
     pub fn note_dialog(&mut self, m: &Message, keys: &Keys, now: u64) {
         let k = self.call_key_of(m, keys);
         if self.dialogs.len() >= self.max_dialogs && !self.dialogs.contains_key(k) {
             self.refused += 1;
             return;
         }
-        if self.dialogs.insert(k, now).is_none() {
+        // Kept until idle that long: each request of the dialog moves its expiry on.
+        if self
+            .dialogs
+            .insert(k, now.saturating_add(self.dialog_idle))
+            .is_none()
+        {
             self.calls_version += 1;
         }
     }
@@ -445,10 +464,8 @@ impl Tables {
     }
 
     pub fn expire(&mut self, now: u64) {
-        let idle = self.dialog_idle;
         let calls = self.dialogs.len() + self.pbx_requests.len();
-        self.dialogs
-            .retain(|_, seen| now.saturating_sub(*seen) <= idle);
+        self.dialogs.retain(|_, expires| *expires >= now);
         let (free, now_tick) = (&mut self.free, tick(now));
         self.txns.retain(|_, &mut (i, expires)| {
             let live = expires > now_tick;
@@ -488,23 +505,23 @@ mod tests {
     #[test]
     fn saved_calls_merge_and_come_back_within_the_caps() {
         let a = Calls {
-            dialogs: vec![(1, 10), (2, 20)],
+            dialogs: vec![(1, 70), (2, 80)],
             pbx_requests: vec![(7, 70)],
         };
         let b = Calls {
-            dialogs: vec![(2, 25), (3, 30)],
+            dialogs: vec![(2, 85), (3, 90)],
             pbx_requests: vec![(7, 60), (8, 80)],
         };
         let u = Calls::union([&a, &b]);
         assert_eq!(
             u.dialogs,
-            vec![(1, 10), (2, 25), (3, 30)],
-            "latest sighting kept"
+            vec![(1, 70), (2, 85), (3, 90)],
+            "latest expiry kept"
         );
         assert_eq!(u.pbx_requests, vec![(7, 70), (8, 80)], "latest expiry kept");
         // Two dialogs fit; what the tables know already is not overwritten; expired ones stay out.
         let mut t = Tables::new(2, 1, 50, [5; 4]);
-        t.dialogs.insert(3, 31);
+        t.dialogs.insert(3, 91);
         let v = t.calls_version();
         t.restore_calls(&u, 75);
         assert_ne!(t.calls_version(), v);
@@ -512,8 +529,8 @@ mod tests {
         d.sort_unstable();
         assert_eq!(
             d,
-            vec![(2, 25), (3, 31)],
-            "(1, 10) idle past 50 ns: not taken back"
+            vec![(2, 85), (3, 91)],
+            "(1, 70) expired at 75: not taken back"
         );
         assert_eq!(
             t.calls().pbx_requests,
