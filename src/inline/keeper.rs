@@ -178,17 +178,17 @@ impl Keeper {
     /// worker has, the file keeps what the last run saved.
     fn save_calls(&mut self, now: u64) {
         let Some(state) = &self.state else { return };
-        let (version, calls) = {
+        let (version, by_queue): (u64, Vec<Arc<Calls>>) = {
             let board = self.ctl.calls.lock().expect("calls lock");
             if board.version == self.calls_saved.0 {
                 return;
             }
-            (board.version, Calls::union(board.by_queue.values()))
+            (board.version, board.by_queue.values().cloned().collect())
         };
         let saved = SavedCalls {
             seed: self.ctl.shared.table_seed(),
             saved_ns: now,
-            calls,
+            calls: Calls::union(by_queue.iter().map(|c| &**c)),
         };
         match state.save_calls(&saved) {
             Ok(()) => {

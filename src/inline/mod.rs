@@ -58,8 +58,9 @@ pub struct Control {
 pub struct CallsBoard {
     /// What the state directory held at start: every worker takes it back.
     pub restored: Option<Arc<Calls>>,
-    /// Each worker's dialogs and PBX requests, by queue, as last published.
-    pub by_queue: BTreeMap<u16, Calls>,
+    /// Each worker's dialogs and PBX requests, by queue, as last published (shared, so the
+    /// keeper takes them without copying under the lock).
+    pub by_queue: BTreeMap<u16, Arc<Calls>>,
     /// Moves on with every publication.
     pub version: u64,
 }
@@ -514,7 +515,7 @@ fn publish_calls(ctl: &Control, queue: u16, engine: &Engine, version: &mut u64) 
         return;
     }
     *version = engine.calls_version();
-    let calls = engine.calls();
+    let calls = Arc::new(engine.calls());
     let mut board = ctl.calls.lock().expect("calls lock");
     board.by_queue.insert(queue, calls);
     board.version += 1;
