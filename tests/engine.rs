@@ -212,7 +212,14 @@ fn in_dialog_requests_of_real_calls_pass_and_strangers_do_not() {
     let ip = "198.18.0.2";
     let invite = request_full("INVITE", d, d, d, "", "call-9", 1, "");
     assert_eq!(reason(&mut e, PHONE, &invite, S), Reason::SecretDomain);
-    // ACK/BYE addressed to the contact IP carry the To tag: known Call-ID.
+    // Before its answer the dialog is known, unconfirmed: the ACK of a challenge, a PRACK
+    // pass (rate-limited as new requests are).
+    let ack = request_full("ACK", ip, ip, ip, ";tag=t9", "call-9", 1, "");
+    assert_eq!(reason(&mut e, PHONE, &ack, S), Reason::InDialog);
+    assert_eq!(e.calls().dialogs.len(), 0, "not confirmed yet");
+    // The PBX answers 200: the dialog is confirmed. ACK/BYE addressed to the contact IP
+    // carry the To tag: known Call-ID.
+    pbx_sends(&mut e, PHONE, &response(200, "INVITE", "call-9", 1, ""), S);
     let bye = request_full("BYE", ip, ip, ip, ";tag=t9", "call-9", 2, "");
     assert_eq!(reason(&mut e, PHONE, &bye, S), Reason::InDialog);
     let stranger = request_full("BYE", ip, ip, ip, ";tag=t9", "call-unknown", 2, "");
@@ -278,6 +285,8 @@ fn calls_in_progress_outlive_a_restart_through_saved_calls() {
     let d = DOMAIN;
     let invite = request_full("INVITE", d, d, d, "", "call-out", 1, "");
     assert_eq!(reason(&mut before, PHONE, &invite, S), Reason::SecretDomain);
+    let answer = response(200, "INVITE", "call-out", 1, "");
+    pbx_sends(&mut before, PHONE, &answer, S);
     let pbx_invite = request_full("INVITE", "198.18.0.1", ip, ip, "", "call-in", 1, "");
     pbx_sends(&mut before, PHONE, &pbx_invite, S);
     let v0 = before.calls_version();
@@ -357,6 +366,8 @@ fn in_dialog_requests_are_not_rate_limited_but_new_requests_are() {
         ),
         Reason::RateLimited
     );
+    // Answered by the PBX: the dialog's requests are never rate-limited.
+    pbx_sends(&mut e, PHONE, &response(200, "INVITE", "c1", 1, ""), S);
     for i in 0..50 {
         let m = request_full("INVITE", "198.18.0.2", d, d, ";tag=x", "c1", 2 + i, "");
         assert_eq!(
@@ -374,6 +385,12 @@ fn in_dialog_requests_are_not_rate_limited_but_new_requests_are() {
         ),
         Reason::SecretDomain
     );
+    // Not answered yet: in-dialog requests are rate-limited as new ones are, so that an
+    // INVITE of one's own does not open an unlimited stream to the PBX.
+    let in_c3 = request_full("INVITE", "198.18.0.2", d, d, ";tag=x", "c3", 2, "");
+    assert_eq!(reason(&mut e, PHONE, &in_c3, 3 * S), Reason::RateLimited);
+    pbx_sends(&mut e, PHONE, &response(200, "INVITE", "c3", 1, ""), 3 * S);
+    assert_eq!(reason(&mut e, PHONE, &in_c3, 3 * S), Reason::InDialog);
 }
 
 fn fail_once(e: &mut sipwall::engine::Engine, src: &str, n: u32, user: &str, now: u64) {

@@ -539,7 +539,10 @@ impl Engine {
         keys: &Keys,
     ) -> Decision {
         let p = &*self.policy;
+        // A confirmed dialog's requests pass unrated; an unanswered one's pass rated, as new
+        // requests do (an attacker who knows the domain gets no unrated stream by an INVITE).
         let known_dialog = m.to.tag.is_some() && self.tables.dialog_known(m, keys);
+        let early_dialog = m.to.tag.is_some() && !known_dialog && self.tables.early_known(m, keys);
         let reason = if src.allowed {
             Reason::AllowedSource
         } else {
@@ -557,7 +560,7 @@ impl Engine {
             }
             let secret = |h| p.is_secret_host(h);
             if m.to.tag.is_some() {
-                if known_dialog || (secret(m.from.host()) && secret(m.to.host())) {
+                if known_dialog || early_dialog || (secret(m.from.host()) && secret(m.to.host())) {
                     Reason::InDialog
                 } else {
                     return Decision::drop(Reason::UnknownDialog);
@@ -571,8 +574,8 @@ impl Engine {
                 return Decision::drop(Reason::NoSecretDomain);
             }
         };
-        // Requests in a dialog the engine saw start are never rate-limited: ACK, BYE and
-        // re-INVITE of real calls must get through.
+        // Requests in a confirmed dialog are never rate-limited: ACK, BYE and re-INVITE of
+        // real calls must get through.
         if !known_dialog
             && !self
                 .rate
@@ -582,8 +585,10 @@ impl Engine {
         }
         if method == Method::Bye && known_dialog {
             self.tables.end_dialog(m, keys, now);
-        } else if method.creates_dialog() || known_dialog {
+        } else if known_dialog {
             self.tables.note_dialog(m, keys, now);
+        } else if method.creates_dialog() || early_dialog {
+            self.tables.note_early(m, keys, now);
         }
         if method == Method::Register || m.authorization.is_some() {
             let user = m
@@ -708,6 +713,9 @@ impl Engine {
             // Copied out only here: most answers are not failures.
             let txn = self.tables.txn(k);
             self.record_failure(m, txn.as_ref(), peer, now);
+        }
+        if (200..300).contains(&status) && m.cseq.method.creates_dialog() {
+            self.tables.confirm_dialog(m, now);
         }
         if status >= 200 {
             self.tables.forget_txn(k);

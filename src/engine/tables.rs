@@ -162,6 +162,8 @@ impl Texts {
 
 /// RFC 3261 Timer B/F: 64 × T1.
 const TXN_LIFETIME_NS: u64 = 32_000_000_000;
+/// How long an unanswered dialog is kept: an INVITE waits at most Timer C for its answer.
+const EARLY_DIALOG_NS: u64 = PBX_INVITE_LIFETIME_NS;
 /// How long a dialog is kept after its BYE: the BYE's transaction (Timer F), its last
 /// retransmission answered.
 const DIALOG_ENDING_NS: u64 = TXN_LIFETIME_NS;
@@ -212,7 +214,14 @@ impl Calls {
 
 pub struct Tables {
     hasher: RandomState,
+    /// Confirmed dialogs, by Call-ID key, with their expiry: answered 2xx by the PBX, or
+    /// the PBX's own. Their requests are never rate-limited.
     dialogs: Index<u64>,
+    /// Dialogs a request created that the PBX has not answered 2xx yet (a caller's INVITE
+    /// before its answer, an attacker's that never gets one), with their expiry: known, but
+    /// their requests rate-limited, and kept apart so that a flood of them can neither fill
+    /// the confirmed table nor stay in it for `dialog_idle`.
+    early: Index<u64>,
     /// Transaction key → its slot in `slots` and its expiry tick. The records stay put in the
     /// slab: the index moves only 16-byte cells when it grows, and stays cache-sized.
     txns: Index<(u32, u32)>,
@@ -236,6 +245,7 @@ impl Tables {
         Tables {
             hasher: RandomState::with_seeds(seed[0], seed[1], seed[2], seed[3]),
             dialogs: Index::new(),
+            early: Index::new(),
             txns: Index::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -284,8 +294,9 @@ impl Tables {
         self.calls_version += 1;
     }
 
+    /// Dialogs known, confirmed or not.
     pub fn dialogs_len(&self) -> usize {
-        self.dialogs.len()
+        self.dialogs.len() + self.early.len()
     }
     pub fn txns_len(&self) -> usize {
         self.txns.len() + self.pbx_requests.len()
@@ -330,8 +341,32 @@ impl Tables {
         h.finish()
     }
 
+    /// Whether `m` belongs to a confirmed dialog.
     pub fn dialog_known(&self, m: &Message, keys: &Keys) -> bool {
         self.dialogs.contains_key(self.call_key_of(m, keys))
+    }
+
+    /// Whether `m` belongs to a dialog created but not yet answered 2xx.
+    pub fn early_known(&self, m: &Message, keys: &Keys) -> bool {
+        !self.early.is_empty() && self.early.contains_key(self.call_key_of(m, keys))
+    }
+
+    /// An accepted request created (or continues) a dialog the PBX has not confirmed.
+    pub fn note_early(&mut self, m: &Message, keys: &Keys, now: u64) {
+        let k = self.call_key_of(m, keys);
+        if self.early.len() >= self.max_dialogs && !self.early.contains_key(k) {
+            self.refused += 1;
+            return;
+        }
+        self.early.insert(k, now.saturating_add(EARLY_DIALOG_NS));
+    }
+
+    /// The PBX answered 2xx to a dialog-creating request: the dialog is confirmed (whether or
+    /// not the request was seen: the PBX vouches for it, as after a restart).
+    pub fn confirm_dialog(&mut self, m: &Message, now: u64) {
+        let k = self.call_key(m.call_id);
+        self.early.remove(k);
+        self.note_dialog(m, &Keys { call: k, txn: 0 }, now);
     }
 
     /// A BYE ends the dialog: it is kept [`DIALOG_ENDING_NS`] more, for the BYE's
@@ -400,7 +435,11 @@ impl Tables {
         let mut keys = Keys::NONE;
         if m.to.tag.is_some() || m.method().is_some_and(|x| x.creates_dialog()) {
             let k = self.call_key(m.call_id);
-            self.dialogs.prefetch(k);
+            // In a dialog: looked up confirmed, then early. Out of one: noted early.
+            if m.to.tag.is_some() {
+                self.dialogs.prefetch(k);
+            }
+            self.early.prefetch(k);
             keys.call = k;
         }
         if m.method() == Some(crate::sip::Method::Register) || m.authorization.is_some() {
@@ -466,6 +505,7 @@ impl Tables {
     pub fn expire(&mut self, now: u64) {
         let calls = self.dialogs.len() + self.pbx_requests.len();
         self.dialogs.retain(|_, expires| *expires >= now);
+        self.early.retain(|_, expires| *expires >= now);
         let (free, now_tick) = (&mut self.free, tick(now));
         self.txns.retain(|_, &mut (i, expires)| {
             let live = expires > now_tick;
