@@ -173,11 +173,14 @@ impl Engine {
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
-    /// Sources with rate-limit state, dialogs, transactions, TCP flows, failure histories.
-    pub fn table_sizes(&self) -> [(&'static str, usize); 5] {
+    /// Sources with rate-limit state, confirmed and unanswered dialogs, transactions, TCP
+    /// flows, failure histories.
+    pub fn table_sizes(&self) -> [(&'static str, usize); 6] {
+        let (confirmed, early) = self.tables.dialogs_len();
         [
             ("sources", self.rate.len()),
-            ("dialogs", self.tables.dialogs_len()),
+            ("dialogs", confirmed),
+            ("unanswered_dialogs", early),
             ("transactions", self.tables.txns_len()),
             ("tcp_flows", self.tcp.flow_count()),
             ("failing_sources", self.shared.failing_sources()),

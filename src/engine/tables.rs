@@ -294,9 +294,9 @@ impl Tables {
         self.calls_version += 1;
     }
 
-    /// Dialogs known, confirmed or not.
-    pub fn dialogs_len(&self) -> usize {
-        self.dialogs.len() + self.early.len()
+    /// Dialogs known: (confirmed, not yet answered).
+    pub fn dialogs_len(&self) -> (usize, usize) {
+        (self.dialogs.len(), self.early.len())
     }
     pub fn txns_len(&self) -> usize {
         self.txns.len() + self.pbx_requests.len()
