@@ -6,6 +6,10 @@
 //! A file that cannot be read is moved aside (`state.json.corrupt-<time>`) and reported; the
 //! daemon starts empty rather than not at all. Write errors (a full disk) are returned for the
 //! caller to report; the old file stays in place.
+//!
+//! Beside it, `calls.bin`: the calls in progress (dialogs, the PBX's open requests) as keyed
+//! hashes with the key, so that a restart does not cut them. Binary and checksummed, renamed
+//! into place but not synced (see [`StateDir::save_calls`]); one that cannot be read is ignored.
 
 use crate::engine::{Calls, Snapshot, Totals};
 use serde::{Deserialize, Serialize};
