@@ -173,7 +173,7 @@ const PBX_INVITE_LIFETIME_NS: u64 = 200_000_000_000;
 /// What of a worker's tables lets calls in progress outlive a restart: each confirmed dialog
 /// and each request the PBX sent, with its expiry (ns since the Unix epoch, the clock `now`
 /// is read from inline). Keys are hashes of Call-IDs (and CSeqs, for requests) under the
-/// tables' seed ([`Tables::new`]): no Call-ID is kept, and the keys mean something only to
+/// tables' seed (`Tables::new`): no Call-ID is kept, and the keys mean something only to
 /// tables made with the same seed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Calls {
