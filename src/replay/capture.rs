@@ -129,7 +129,7 @@ pub fn plain_ipv4(linktype: i32, data: &[u8]) -> Option<&[u8]> {
 }
 
 /// Slices a frame of the given link type down to its IP packet, and out of the tunnels a
-/// mirror session or an IP-in-IP link wraps it in (see [`untunnel`]).
+/// mirror session or an IP-in-IP link wraps it in (see `untunnel`).
 pub fn slice(linktype: i32, data: &[u8]) -> Option<etherparse::SlicedPacket<'_>> {
     Some(inner_of(link(linktype, data)?, MAX_TUNNELS))
 }
@@ -183,7 +183,7 @@ fn untunnel<'a>(s: &etherparse::SlicedPacket<'a>) -> Option<etherparse::SlicedPa
     untunnel_payload(p.ip_number, p.payload)
 }
 
-/// The packet in a tunnel's IP payload `b` (of protocol `ip_number`), as [`untunnel`] reads it.
+/// The packet in a tunnel's IP payload `b` (of protocol `ip_number`), as `untunnel` reads it.
 fn untunnel_payload(
     ip_number: etherparse::IpNumber,
     b: &[u8],
