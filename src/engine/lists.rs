@@ -22,7 +22,7 @@ pub struct Entry {
     pub since_ns: u64,
     /// None: until removed.
     pub until_ns: Option<u64>,
-    /// Who added it: "ctl", "ctl: <reason>", "feed:<path>".
+    /// Who added it: "ctl", "ctl: REASON", "feed:PATH".
     pub provenance: String,
 }
 

@@ -118,7 +118,7 @@ impl Capture {
 }
 
 /// The IPv4 packet in an Ethernet frame without VLAN tags, or a raw IPv4 frame: replay's
-/// common case, read without slicing the link layer (what [`slice`] would find there).
+/// common case, read without slicing the link layer (what [`slice()`] would find there).
 #[inline]
 pub fn plain_ipv4(linktype: i32, data: &[u8]) -> Option<&[u8]> {
     match linktype {
@@ -147,8 +147,8 @@ fn inner_of(mut s: etherparse::SlicedPacket<'_>, depth: usize) -> etherparse::Sl
 
 /// What a tunnel packet whose outer IP packet came in fragments carries, once reassembled
 /// (`ip_number` and `payload` the reassembled datagram's): the inner packet, out of any
-/// further tunnels, as [`slice`] takes them off an unfragmented one. `None` when the datagram
-/// is no tunnel [`untunnel`] knows.
+/// further tunnels, as [`slice()`] takes them off an unfragmented one. `None` when the datagram
+/// is no tunnel `untunnel` knows.
 pub fn untunnel_reassembled(
     ip_number: etherparse::IpNumber,
     payload: &[u8],

@@ -288,7 +288,7 @@ mod sse2 {
 /// The first `needle` in `hay`. SIP lines are short (tens of bytes), where memchr's dispatch
 /// and setup cost more than the search: an inlined SSE2 loop (baseline on x86_64) wins there.
 /// A tail is tested in the block that ends the haystack, a haystack of 4 to 15 bytes in one
-/// vector ([`sse2::short_mask`]); a byte loop only under 4.
+/// vector (`sse2::short_mask`); a byte loop only under 4.
 #[inline]
 pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
