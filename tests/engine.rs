@@ -345,6 +345,57 @@ fn calls_in_progress_outlive_a_restart_through_saved_calls() {
 }
 
 #[test]
+fn a_flood_of_unanswered_invites_cannot_crowd_out_answered_calls() {
+    // Who knows the domain can send INVITEs from many (spoofed) sources; the PBX challenges
+    // them and never answers 2xx. Here the tables hold 100 dialogs of each kind.
+    let mut e = engine_with("[limits]\nmax_dialogs = 100");
+    let (d, ip) = (DOMAIN, "198.18.0.2");
+    let call = |e: &mut sipwall::engine::Engine, id: &str, src: &str| {
+        let invite = request_full("INVITE", d, d, d, "", id, 1, "");
+        assert_eq!(reason(e, src, &invite, S), Reason::SecretDomain);
+        pbx_sends(e, src, &response(200, "INVITE", id, 1, ""), S);
+    };
+    call(&mut e, "before", PHONE);
+    for k in 0..1000 {
+        let src = format!("198.19.{}.{}:5060", k / 250, k % 250);
+        let invite = request_full("INVITE", d, d, d, "", &format!("flood-{k}"), 1, "");
+        assert_eq!(reason(&mut e, &src, &invite, S), Reason::SecretDomain);
+        pbx_sends(
+            &mut e,
+            &src,
+            &response(407, "INVITE", &format!("flood-{k}"), 1, ""),
+            S,
+        );
+    }
+    // A call that starts during the flood: its INVITE finds no room among the unanswered,
+    // yet the PBX's 200 confirms it.
+    call(&mut e, "during", PHONE);
+    let sizes: std::collections::HashMap<_, _> = e.table_sizes().into_iter().collect();
+    assert_eq!(sizes["dialogs"], 2, "only the answered calls are confirmed");
+    assert_eq!(
+        sizes["unanswered_dialogs"], 100,
+        "the flood fills its own table only"
+    );
+    // Both calls' requests, addressed by IP as phones address in-dialog requests, pass and are
+    // never rate-limited; the flood's own in-dialog requests, past its table, are not known.
+    for (id, n) in [("before", 2), ("during", 2)] {
+        for cseq in n..n + 30 {
+            let reinvite = request_full("INVITE", ip, ip, ip, ";tag=t", id, cseq, "");
+            assert_eq!(
+                reason(&mut e, PHONE, &reinvite, S),
+                Reason::InDialog,
+                "{id} {cseq}"
+            );
+        }
+    }
+    let late = request_full("BYE", ip, ip, ip, ";tag=t", "flood-999", 2, "");
+    assert_eq!(
+        reason(&mut e, "198.19.3.249:5060", &late, S),
+        Reason::UnknownDialog
+    );
+}
+
+#[test]
 fn in_dialog_requests_are_not_rate_limited_but_new_requests_are() {
     let mut e = engine_with("[rate]\ninvite = { per_second = 1.0, burst = 1 }");
     let d = DOMAIN;
