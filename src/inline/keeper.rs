@@ -23,6 +23,9 @@ const FEED_CHECK_NS: u64 = 10 * SECOND;
 const SYNC_RETRY_NS: u64 = 5 * SECOND;
 /// Calls in progress are saved at most this often, when a worker published new ones.
 const SAVE_CALLS_NS: u64 = SECOND;
+/// The calls restored at start are let go this long after: every worker took them when it
+/// started (all start with the daemon).
+const RESTORED_CALLS_KEPT_NS: u64 = 10 * SECOND;
 
 pub struct Keeper {
     ctl: Arc<Control>,
@@ -43,6 +46,8 @@ pub struct Keeper {
     known_bans: HashMap<String, (u64, Option<u64>)>,
     feeds: HashMap<PathBuf, Option<SystemTime>>,
     last_feed_check: u64,
+    /// When the calls restored at start are let go (once).
+    release_restored_at: Option<u64>,
     hook: Hook,
 }
 
@@ -124,6 +129,7 @@ impl Keeper {
             known_bans,
             feeds: HashMap::new(),
             last_feed_check: now,
+            release_restored_at: Some(now + RESTORED_CALLS_KEPT_NS),
         };
         k.load_feeds(now);
         k.tick(now);
@@ -164,6 +170,10 @@ impl Keeper {
         }
         if now.saturating_sub(self.calls_saved.1) >= SAVE_CALLS_NS {
             self.save_calls(now);
+        }
+        if self.release_restored_at.is_some_and(|at| now >= at) {
+            self.release_restored_at = None;
+            self.ctl.calls.lock().expect("calls lock").restored = None;
         }
         self.hook.reap();
     }
