@@ -237,7 +237,7 @@ fn in_dialog_requests_of_real_calls_pass_and_strangers_do_not() {
         Reason::UnsolicitedResponse
     );
     // A BYE ends its dialog (both above had theirs at S): its retransmissions still pass for a
-    // transaction's time (32 s), then the dialog is forgotten, not after limits.dialog_idle (4 h).
+    // transaction's time (32 s), then the dialog is forgotten, not after limits.dialog_idle (24 h).
     let sec = 1_000_000_000;
     let dialogs = |e: &sipwall::engine::Engine| e.calls().dialogs.len();
     assert_eq!(dialogs(&e), 2);
@@ -338,9 +338,9 @@ fn calls_in_progress_outlive_a_restart_through_saved_calls() {
     );
 
     // Saved calls past their time are not taken back: the PBX's INVITE after Timer C, a
-    // dialog after `limits.dialog_idle` (4 h).
+    // dialog after `limits.dialog_idle` (24 h).
     let mut late = Engine::new(policy_with(""), restarted_shared);
-    late.restore_calls(&calls, S + 5 * 3600 * 1_000_000_000);
+    late.restore_calls(&calls, S + 25 * 3600 * 1_000_000_000);
     assert_eq!(late.calls(), sipwall::engine::Calls::default());
 }
 

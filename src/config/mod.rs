@@ -341,7 +341,9 @@ impl Default for LimitsSection {
             max_sources: 200_000,
             max_dialogs: 200_000,
             max_transactions: 200_000,
-            dialog_idle: Duration::from_secs(4 * 3600),
+            // A call may last hours with no request in it: a dialog ends with its BYE, so
+            // a long idle bound holds only calls whose end sipwall did not see.
+            dialog_idle: Duration::from_secs(24 * 3600),
             max_fragments: 4096,
         }
     }
