@@ -200,20 +200,14 @@ impl Keeper {
             saved_ns: now,
             calls: Calls::union(by_queue.iter().map(|c| &**c)),
         };
-        match state.save_calls(&saved) {
-            Ok(()) => {
-                if self.calls_error.take().is_some() {
-                    tracing::info!("calls saved again");
-                }
-                self.calls_saved.0 = version;
-            }
-            Err(e) => {
-                let e = e.to_string();
-                if self.calls_error.as_ref() != Some(&e) {
-                    tracing::error!(error = %e, path = %state.calls_path().display(), "cannot save calls in progress; retrying");
-                }
-                self.calls_error = Some(e);
-            }
+        let written = state.save_calls(&saved);
+        if reported(
+            written,
+            &mut self.calls_error,
+            "calls in progress",
+            &state.calls_path(),
+        ) {
+            self.calls_saved.0 = version;
         }
         self.calls_saved.1 = now;
     }
@@ -247,21 +241,9 @@ impl Keeper {
         let Some(state) = &self.state else { return };
         let version = self.ctl.shared.version();
         let totals = self.totals(&self.ctl.worker_stats());
-        match state.save(self.ctl.shared.snapshot(), totals, now) {
-            Ok(()) => {
-                if self.save_error.take().is_some() {
-                    tracing::info!("state saved again");
-                }
-                self.saved_version = version;
-            }
-            Err(e) => {
-                // A full disk: said once, retried every tick after a second; the old file stays.
-                let e = e.to_string();
-                if self.save_error.as_ref() != Some(&e) {
-                    tracing::error!(error = %e, path = %state.path().display(), "cannot save state; retrying");
-                }
-                self.save_error = Some(e);
-            }
+        let written = state.save(self.ctl.shared.snapshot(), totals, now);
+        if reported(written, &mut self.save_error, "state", &state.path()) {
+            self.saved_version = version;
         }
         self.last_save = now;
     }
@@ -386,6 +368,32 @@ impl Keeper {
 
 fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Whether a save succeeded. A failure (a full disk) is logged once while it lasts, not at
+/// every retry, and its end once; the old file stays meanwhile.
+fn reported(
+    written: std::io::Result<()>,
+    error: &mut Option<String>,
+    what: &str,
+    path: &Path,
+) -> bool {
+    match written {
+        Ok(()) => {
+            if error.take().is_some() {
+                tracing::info!("{what} saved again");
+            }
+            true
+        }
+        Err(e) => {
+            let e = e.to_string();
+            if error.as_ref() != Some(&e) {
+                tracing::error!(error = %e, path = %path.display(), "cannot save {what}; retrying");
+            }
+            *error = Some(e);
+            false
+        }
+    }
 }
 
 /// Takes back the calls an earlier run saved: their seed keys this run's tables, and every

@@ -509,7 +509,7 @@ fn publish(
 }
 
 /// Hands the worker's calls to the keeper if they changed since `*version` (copying them is a
-/// walk of its tables: done every [`CALLS_PUBLISH_NS`] at most, off the packets' way).
+/// walk of its tables: done between batches, every [`CALLS_PUBLISH_NS`] at most).
 fn publish_calls(ctl: &Control, queue: u16, engine: &Engine, version: &mut u64) {
     if engine.calls_version() == *version {
         return;
