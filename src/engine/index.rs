@@ -160,20 +160,49 @@ impl<V: Copy + Default> Index<V> {
             .map(|c| (c.key, c.val))
     }
 
-    /// Keeps the entries `keep` says to, changing their values as it likes.
-    pub fn retain(&mut self, mut keep: impl FnMut(u64, &mut V) -> bool) {
+    /// Keeps the entries `keep` says to, changing their values as it likes; each is read
+    /// once.
+    #[cfg(test)]
+    pub fn retain(&mut self, keep: impl FnMut(u64, &mut V) -> bool) {
         if self.len == 0 {
             return;
         }
-        let mask = self.mask();
         // Start after an empty cell (there is one: at most 3/4 full), so that no cluster
         // wraps past the start: a cell moved back by a deletion is always one not read yet.
         let start = (0..self.cells.len())
             .find(|&i| self.cells[i].key == EMPTY)
-            .map_or(0, |e| (e + 1) & mask);
+            .map_or(0, |e| (e + 1) & self.mask());
+        self.sweep(start, self.cells.len(), keep);
+    }
+
+    /// [`Index::retain`] over part `part` of `parts` of the cells (a power of two, as the
+    /// cells are): a caller sweeping one part at a time reads every entry in a round, with
+    /// a bounded pause each time. A deletion moves only later cells back, never behind the
+    /// cell being read, so no entry is skipped; one may be read twice (a cluster that wraps
+    /// past the end), and `keep` must allow that. A table that grows between parts is read
+    /// in its new layout: some entries wait a round.
+    pub fn retain_part(
+        &mut self,
+        part: usize,
+        parts: usize,
+        keep: impl FnMut(u64, &mut V) -> bool,
+    ) {
+        if self.len == 0 {
+            return;
+        }
+        // More parts than cells: a cell a part, and the later parts have none.
+        let n = (self.cells.len() / parts).max(1);
+        if n * part < self.cells.len() {
+            self.sweep(n * part, n, keep);
+        }
+    }
+
+    /// Reads `count` cells from `from` (wrapping), deleting the entries `keep` refuses.
+    fn sweep(&mut self, from: usize, count: usize, mut keep: impl FnMut(u64, &mut V) -> bool) {
+        let mask = self.mask();
         let mut n = 0;
-        while n < self.cells.len() {
-            let i = (start + n) & mask;
+        while n < count {
+            let i = (from + n) & mask;
             let c = &mut self.cells[i];
             if c.key != EMPTY && !keep(c.key, &mut c.val) && self.delete_at(i) {
                 continue;
@@ -279,6 +308,35 @@ mod tests {
                 true
             });
             assert_eq!(seen, m.len(), "retain visits each entry once");
+        }
+    }
+
+    /// A round of parts deletes what one retain would, whatever the clusters, and leaves the
+    /// rest reachable.
+    #[test]
+    fn a_round_of_parts_retains_as_one_pass() {
+        for seed in 0..40 {
+            let mut r = Lcg(seed);
+            let (mut ix, mut whole): (Index<u32>, Index<u32>) = (Index::new(), Index::new());
+            for step in 0..2000u32 {
+                let k = match r.next() % 3 {
+                    0 => r.next() % 64,
+                    1 => (r.next() % 16) << 40 | 0xF,
+                    _ => r.next() % 4096,
+                };
+                ix.insert(k, step);
+                whole.insert(k, step);
+            }
+            let cut = r.next() % 2000;
+            let parts = 1 << (seed % 5);
+            for p in 0..parts {
+                ix.retain_part(p, parts, |_, v| *v >= cut as u32);
+            }
+            whole.retain(|_, v| *v >= cut as u32);
+            assert_eq!(ix.len(), whole.len(), "seed {seed}");
+            for (k, v) in whole.iter() {
+                assert_eq!(ix.get(k), Some(v), "seed {seed}");
+            }
         }
     }
 

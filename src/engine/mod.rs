@@ -94,6 +94,10 @@ pub struct Engine {
     tcp: TcpStreams,
     counters: Counters,
     last_maintenance: u64,
+    /// The time of the last packet judged.
+    now: u64,
+    /// The part of the per-worker tables the next maintenance step sweeps.
+    sweep_part: usize,
     /// Replay only (see [`Engine::skip_answers_to_dropped`]): transaction keys of requests
     /// dropped, whose answers the capture holds but an inline PBX would never have sent.
     dropped_txns: Option<ahash::AHashSet<u64>>,
@@ -109,7 +113,12 @@ pub struct Engine {
 /// starts again (a few answers may then be read as if inline).
 const MAX_DROPPED_TXNS: usize = 200_000;
 
+/// Every entry of the per-worker tables is looked at once a round for expiry; a round is
+/// swept in parts, one every `MAINTENANCE_NS / SWEEP_PARTS`: in one go, 200k sources and
+/// transactions took the worker ~10 ms every second (measured), a stall in which the queue
+/// fills (and, full, fails open); a part takes a sixteenth of it.
 const MAINTENANCE_NS: u64 = 1_000_000_000;
+const SWEEP_PARTS: usize = 16;
 
 /// A message judged inside a packet.
 struct Judged<'a> {
@@ -138,6 +147,8 @@ impl Engine {
             tcp,
             counters: Counters::default(),
             last_maintenance: 0,
+            now: 0,
+            sweep_part: 0,
             policy,
             lists: shared.lists_cache(),
             shared,
@@ -190,7 +201,7 @@ impl Engine {
     /// The dialogs and the PBX's open requests, to be saved so that calls in progress outlive
     /// a restart ([`Engine::restore_calls`]).
     pub fn calls(&self) -> Calls {
-        self.tables.calls()
+        self.tables.calls(self.now)
     }
 
     /// A number that changes when [`Engine::calls`] does (a dialog or PBX request came or went).
@@ -249,8 +260,9 @@ impl Engine {
         ahead: &Ahead<'p>,
     ) -> Decision {
         PassedClock::set(now);
-        if now.saturating_sub(self.last_maintenance) >= MAINTENANCE_NS {
-            self.maintain(now);
+        self.now = now;
+        if now.saturating_sub(self.last_maintenance) >= MAINTENANCE_NS / SWEEP_PARTS as u64 {
+            self.maintain_part(now);
         }
         let d = match dir {
             Direction::FromPbx => {
@@ -272,14 +284,26 @@ impl Engine {
         self.counters.count(d);
     }
 
-    /// Expires idle state. Called from `decide` once a second of packet time.
+    /// Expires idle state, all of it at once.
     pub fn maintain(&mut self, now: u64) {
+        for _ in 0..SWEEP_PARTS {
+            self.maintain_part(now);
+        }
+    }
+
+    /// One step of expiry, run from `decide` every `MAINTENANCE_NS / SWEEP_PARTS` of packet
+    /// time: a part of the per-worker tables, and the small or shared state once a round.
+    fn maintain_part(&mut self, now: u64) {
         self.last_maintenance = now;
-        self.rate.expire(now);
-        self.tables.expire(now);
-        self.tcp.expire(now);
-        self.shared.expire_failures(now, &self.policy);
-        self.shared.expire(now);
+        let part = self.sweep_part;
+        self.sweep_part = (part + 1) % SWEEP_PARTS;
+        self.rate.expire_part(now, part, SWEEP_PARTS);
+        self.tables.expire_part(now, part, SWEEP_PARTS);
+        if part == 0 {
+            self.tcp.expire(now);
+            self.shared.expire_failures(now, &self.policy);
+            self.shared.expire(now);
+        }
     }
 
     fn judge_to_pbx<'p>(
@@ -521,7 +545,7 @@ impl Engine {
     }
 
     fn judge_response(&mut self, m: &Message, src: &Src) -> Decision {
-        if self.tables.pbx_sent(m) {
+        if self.tables.pbx_sent(m, self.now) {
             return Decision::accept(Reason::Response);
         }
         if src.allowed {
@@ -544,8 +568,9 @@ impl Engine {
         let p = &*self.policy;
         // A confirmed dialog's requests pass unrated; an unanswered one's pass rated, as new
         // requests do (an attacker who knows the domain gets no unrated stream by an INVITE).
-        let known_dialog = m.to.tag.is_some() && self.tables.dialog_known(m, keys);
-        let early_dialog = m.to.tag.is_some() && !known_dialog && self.tables.early_known(m, keys);
+        let known_dialog = m.to.tag.is_some() && self.tables.dialog_known(m, keys, now);
+        let early_dialog =
+            m.to.tag.is_some() && !known_dialog && self.tables.early_known(m, keys, now);
         let reason = if src.allowed {
             Reason::AllowedSource
         } else {

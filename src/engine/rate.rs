@@ -213,10 +213,16 @@ impl RateLimits {
         }
     }
 
+    #[cfg(test)]
     pub fn expire(&mut self, now: u64) {
+        self.expire_part(now, 0, 1);
+    }
+
+    /// Expires part `part` of `parts` of the sources (see [`Index::retain_part`]).
+    pub fn expire_part(&mut self, now: u64, part: usize, parts: usize) {
         let idle = self.idle_ns;
         let (states, free) = (&self.states, &mut self.free);
-        self.sources.retain(|_, &mut i| {
+        self.sources.retain_part(part, parts, |_, &mut i| {
             let live = now.saturating_sub(states[i as usize].last_seen) <= idle;
             if !live {
                 free.push(i);

@@ -265,10 +265,11 @@ impl Tables {
     }
 
     /// The dialogs and PBX requests, to be saved.
-    pub fn calls(&self) -> Calls {
+    pub fn calls(&self, now: u64) -> Calls {
+        // Expired entries wait for their part of the sweep; they are not calls.
         Calls {
-            dialogs: self.dialogs.iter().collect(),
-            pbx_requests: self.pbx_requests.iter().collect(),
+            dialogs: self.dialogs.iter().filter(|&(_, e)| e >= now).collect(),
+            pbx_requests: self.pbx_requests.iter().filter(|&(_, e)| e > now).collect(),
         }
     }
 
@@ -341,14 +342,21 @@ impl Tables {
         h.finish()
     }
 
-    /// Whether `m` belongs to a confirmed dialog.
-    pub fn dialog_known(&self, m: &Message, keys: &Keys) -> bool {
-        self.dialogs.contains_key(self.call_key_of(m, keys))
+    /// Whether `m` belongs to a confirmed dialog. (Lookups read expiries: the sweep that
+    /// removes expired entries reaches each only once a round.)
+    pub fn dialog_known(&self, m: &Message, keys: &Keys, now: u64) -> bool {
+        self.dialogs
+            .get(self.call_key_of(m, keys))
+            .is_some_and(|e| e >= now)
     }
 
     /// Whether `m` belongs to a dialog created but not yet answered 2xx.
-    pub fn early_known(&self, m: &Message, keys: &Keys) -> bool {
-        !self.early.is_empty() && self.early.contains_key(self.call_key_of(m, keys))
+    pub fn early_known(&self, m: &Message, keys: &Keys, now: u64) -> bool {
+        !self.early.is_empty()
+            && self
+                .early
+                .get(self.call_key_of(m, keys))
+                .is_some_and(|e| e >= now)
     }
 
     /// An accepted request created (or continues) a dialog the PBX has not confirmed.
@@ -498,23 +506,35 @@ impl Tables {
     }
 
     /// Does this response answer a request the PBX sent?
-    pub fn pbx_sent(&self, m: &Message) -> bool {
-        !self.pbx_requests.is_empty() && self.pbx_requests.contains_key(self.txn_key(m))
+    pub fn pbx_sent(&self, m: &Message, now: u64) -> bool {
+        !self.pbx_requests.is_empty()
+            && self
+                .pbx_requests
+                .get(self.txn_key(m))
+                .is_some_and(|e| e > now)
     }
 
+    #[cfg(test)]
     pub fn expire(&mut self, now: u64) {
+        self.expire_part(now, 0, 1);
+    }
+
+    /// Expires part `part` of `parts` of each table (see [`Index::retain_part`]).
+    pub fn expire_part(&mut self, now: u64, part: usize, parts: usize) {
         let calls = self.dialogs.len() + self.pbx_requests.len();
-        self.dialogs.retain(|_, expires| *expires >= now);
-        self.early.retain(|_, expires| *expires >= now);
+        self.dialogs
+            .retain_part(part, parts, |_, expires| *expires >= now);
+        self.early
+            .retain_part(part, parts, |_, expires| *expires >= now);
         let (free, now_tick) = (&mut self.free, tick(now));
-        self.txns.retain(|_, &mut (i, expires)| {
+        self.txns.retain_part(part, parts, |_, &mut (i, expires)| {
             let live = expires > now_tick;
             if !live {
                 free.push(i);
             }
             live
         });
-        self.pbx_requests.retain(|_, e| *e > now);
+        self.pbx_requests.retain_part(part, parts, |_, e| *e > now);
         if self.dialogs.len() + self.pbx_requests.len() != calls {
             self.calls_version += 1;
         }
@@ -565,7 +585,7 @@ mod tests {
         let v = t.calls_version();
         t.restore_calls(&u, 75);
         assert_ne!(t.calls_version(), v);
-        let mut d = t.calls().dialogs;
+        let mut d = t.calls(0).dialogs;
         d.sort_unstable();
         assert_eq!(
             d,
@@ -573,7 +593,7 @@ mod tests {
             "(1, 70) expired at 75: not taken back"
         );
         assert_eq!(
-            t.calls().pbx_requests,
+            t.calls(0).pbx_requests,
             vec![(8, 80)],
             "(7, 70) expired at 75"
         );
