@@ -1045,3 +1045,44 @@ fn deciding_a_batch_read_ahead_is_deciding_it_packet_by_packet() {
         assert!(reasons.contains(&r), "the mix has {r:?}: {reasons:?}");
     }
 }
+
+/// Expiry runs in parts as packets come (a sixteenth of each table every 1/16 s): within a
+/// second of their expiry, idle sources and unanswered transactions are gone from every part
+/// of the tables, however many there were, while the live phone keeps its state.
+#[test]
+fn idle_state_is_swept_within_a_second_of_expiring() {
+    let mut e = engine_with("[rate]\nsource_idle = \"60s\"");
+    let d = DOMAIN;
+    let size = |e: &sipwall::engine::Engine, name: &str| {
+        e.table_sizes().iter().find(|(n, _)| *n == name).unwrap().1
+    };
+    for k in 0..3000u32 {
+        let src = format!("198.18.{}.{}:5060", 16 + k / 250, 1 + k % 250);
+        let reg = request_full("REGISTER", d, d, d, "", &format!("c{k}"), 1, "");
+        assert_eq!(reason(&mut e, &src, &reg, S), Reason::SecretDomain);
+    }
+    assert_eq!(size(&e, "sources"), 3000);
+    assert_eq!(size(&e, "transactions"), 3000);
+    // One phone goes on, a request every 1/16 s. Transactions live 32 s (counted in ticks of
+    // ~1.07 s), sources idle 60 s; each is swept within a second after.
+    let opts = request_full("OPTIONS", d, d, d, "", "keep", 1, "");
+    let mut t = S;
+    let mut step = |e: &mut sipwall::engine::Engine, until: u64| {
+        while t < until {
+            t += S / 16;
+            reason(e, PHONE, &opts, t);
+        }
+    };
+    step(&mut e, 31 * S);
+    assert_eq!(
+        size(&e, "transactions"),
+        3000,
+        "none expired before its time"
+    );
+    step(&mut e, 35 * S);
+    assert_eq!(size(&e, "transactions"), 0);
+    step(&mut e, 60 * S);
+    assert_eq!(size(&e, "sources"), 3001);
+    step(&mut e, 63 * S);
+    assert_eq!(size(&e, "sources"), 1, "only the phone that kept on");
+}

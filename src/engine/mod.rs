@@ -284,13 +284,6 @@ impl Engine {
         self.counters.count(d);
     }
 
-    /// Expires idle state, all of it at once.
-    pub fn maintain(&mut self, now: u64) {
-        for _ in 0..SWEEP_PARTS {
-            self.maintain_part(now);
-        }
-    }
-
     /// One step of expiry, run from `decide` every `MAINTENANCE_NS / SWEEP_PARTS` of packet
     /// time: a part of the per-worker tables, and the small or shared state once a round.
     fn maintain_part(&mut self, now: u64) {
