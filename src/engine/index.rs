@@ -13,13 +13,6 @@
 /// in 2^64, as for any two keys).
 const EMPTY: u64 = 0;
 
-/// A vector with room for `cap` entries (up to a million) reserved up front: address space
-/// only until written (large allocations are mapped, their pages come as they are touched),
-/// and no reallocation, with its copy, on the packet path as a table fills.
-pub fn reserved<T>(cap: usize) -> Vec<T> {
-    Vec::with_capacity(cap.min(1 << 20))
-}
-
 #[derive(Clone, Copy, Default)]
 struct Cell<V> {
     key: u64,

@@ -137,7 +137,7 @@ impl RateLimits {
         // Every limiter counts from time 0: the sources' TATs are kept relative to one start.
         PassedClock::at_zero(|| RateLimits {
             sources: Index::new(),
-            states: super::index::reserved(max_sources),
+            states: Vec::new(),
             free: Vec::new(),
             hasher: ahash::RandomState::new(),
             normal: Quotas::new(r, 1),

@@ -247,7 +247,7 @@ impl Tables {
             dialogs: Index::new(),
             early: Index::new(),
             txns: Index::new(),
-            slots: super::index::reserved(max_txns),
+            slots: Vec::new(),
             free: Vec::new(),
             texts: Texts::new(max_txns.saturating_mul(TEXT_BYTES_PER_TXN)),
             pbx_requests: Index::new(),
