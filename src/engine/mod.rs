@@ -528,7 +528,7 @@ impl Engine {
         self.counters.messages += 1;
         let what = what_of(m);
         let decision = match m.start {
-            StartLine::Response { .. } => self.judge_response(m, src),
+            StartLine::Response { .. } => self.judge_response(m, src, now),
             StartLine::Request { method, .. } => self.judge_request(m, method, src, now, keys),
         };
         if decision.verdict == Verdict::Drop {
@@ -537,8 +537,8 @@ impl Engine {
         Judged { what, decision }
     }
 
-    fn judge_response(&mut self, m: &Message, src: &Src) -> Decision {
-        if self.tables.pbx_sent(m, self.now) {
+    fn judge_response(&mut self, m: &Message, src: &Src, now: u64) -> Decision {
+        if self.tables.pbx_sent(m, now) {
             return Decision::accept(Reason::Response);
         }
         if src.allowed {
