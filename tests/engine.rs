@@ -1086,3 +1086,30 @@ fn idle_state_is_swept_within_a_second_of_expiring() {
     step(&mut e, 63 * S);
     assert_eq!(size(&e, "sources"), 1, "only the phone that kept on");
 }
+
+/// An INVITE the PBX refuses (486 Busy) makes no dialog: its ACK passes, as the answer's
+/// retransmissions would, for a transaction's time (32 s); after that the Call-ID is a
+/// stranger's, not 200 s later as for an INVITE never answered.
+#[test]
+fn a_refused_invite_leaves_no_dialog_once_its_ack_has_come() {
+    let mut e = engine();
+    let d = DOMAIN;
+    let ip = "198.18.0.2";
+    let invite = request_full("INVITE", d, d, d, "", "busy-1", 1, "");
+    assert_eq!(reason(&mut e, PHONE, &invite, S), Reason::SecretDomain);
+    let unanswered = request_full("INVITE", d, d, d, "", "ringing-1", 1, "");
+    assert_eq!(reason(&mut e, PHONE, &unanswered, S), Reason::SecretDomain);
+    pbx_sends(
+        &mut e,
+        PHONE,
+        &response(486, "INVITE", "busy-1", 1, ""),
+        2 * S,
+    );
+    let ack = request_full("ACK", ip, ip, ip, ";tag=t9", "busy-1", 1, "");
+    assert_eq!(reason(&mut e, PHONE, &ack, 3 * S), Reason::InDialog);
+    let late = request_full("BYE", ip, ip, ip, ";tag=t9", "busy-1", 2, "");
+    assert_eq!(reason(&mut e, PHONE, &late, 40 * S), Reason::UnknownDialog);
+    // The INVITE still waiting for its answer keeps its unconfirmed dialog.
+    let cancel = request_full("CANCEL", ip, ip, ip, ";tag=t9", "ringing-1", 1, "");
+    assert_eq!(reason(&mut e, PHONE, &cancel, 40 * S), Reason::InDialog);
+}

@@ -608,7 +608,8 @@ impl Engine {
             self.tables.end_dialog(m, keys, now);
         } else if known_dialog {
             self.tables.note_dialog(m, keys, now);
-        } else if method.creates_dialog() || early_dialog {
+        } else if method.creates_dialog() || (early_dialog && method != Method::Ack) {
+            // An ACK in an unconfirmed dialog acknowledges a refusal: it continues nothing.
             self.tables.note_early(m, keys, now);
         }
         if method == Method::Register || m.authorization.is_some() {
@@ -735,8 +736,12 @@ impl Engine {
             let txn = self.tables.txn(k);
             self.record_failure(m, txn.as_ref(), peer, now);
         }
-        if (200..300).contains(&status) && m.cseq.method.creates_dialog() {
-            self.tables.confirm_dialog(m, now);
+        if m.cseq.method.creates_dialog() {
+            match status {
+                200..=299 => self.tables.confirm_dialog(m, now),
+                300.. => self.tables.refuse_early(m, now),
+                _ => {}
+            }
         }
         if status >= 200 {
             self.tables.forget_txn(k);

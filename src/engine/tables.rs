@@ -369,6 +369,18 @@ impl Tables {
         self.early.insert(k, now.saturating_add(EARLY_DIALOG_NS));
     }
 
+    /// The PBX refused a dialog-creating request (a final non-2xx): no dialog. Its ACK and the
+    /// answer's retransmissions still come for a transaction's time, so the unconfirmed entry
+    /// is kept that long, not its 200 s. A request sent again (with credentials, after a 407)
+    /// notes it again.
+    pub fn refuse_early(&mut self, m: &Message, now: u64) {
+        let k = self.call_key(m.call_id);
+        if let Some(e) = self.early.get(k) {
+            self.early
+                .insert(k, e.min(now.saturating_add(TXN_LIFETIME_NS)));
+        }
+    }
+
     /// The PBX answered 2xx to a dialog-creating request: the dialog is confirmed (whether or
     /// not the request was seen: the PBX vouches for it, as after a restart).
     pub fn confirm_dialog(&mut self, m: &Message, now: u64) {
