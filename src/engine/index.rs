@@ -175,12 +175,12 @@ impl<V: Copy + Default> Index<V> {
         self.sweep(start, self.cells.len(), keep);
     }
 
-    /// [`Index::retain`] over part `part` of `parts` of the cells (a power of two, as the
-    /// cells are): a caller sweeping one part at a time reads every entry in a round, with
-    /// a bounded pause each time. A deletion moves only later cells back, never behind the
-    /// cell being read, so no entry is skipped; one may be read twice (a cluster that wraps
-    /// past the end), and `keep` must allow that. A table that grows between parts is read
-    /// in its new layout: some entries wait a round.
+    /// Keeps the entries `keep` says to, over part `part` of `parts` of the cells (a power of
+    /// two, as the cells are): a caller sweeping one part at a time reads every entry in a
+    /// round, with a bounded pause each time. A deletion moves only later cells back, never
+    /// behind the cell being read, so no entry is skipped; one may be read twice (a cluster
+    /// that wraps past the end), and `keep` must allow that. A table that grows between parts
+    /// is read in its new layout: some entries wait a round.
     pub fn retain_part(
         &mut self,
         part: usize,
