@@ -14,12 +14,7 @@ fn main() {
         .nth(1)
         .map_or(200_000, |s| s.parse().unwrap());
     let (_, msg) = messages::messages().into_iter().next().unwrap();
-    let mut c = sipwall::config::Config::default();
-    c.sip.domains = vec![messages::D.into()];
-    let mut e = sipwall::engine::Engine::new(
-        std::sync::Arc::new(c.compile().unwrap()),
-        std::sync::Arc::new(sipwall::engine::Shared::new()),
-    );
+    let mut e = messages::engine();
     let mut now = 1_000_000_000u64;
     let mut pkt = Vec::new();
     for s in 0..n {
