@@ -527,6 +527,56 @@ fn wrong_passwords_seen_on_the_wire_ban_the_source_with_evidence() {
 }
 
 #[test]
+fn a_guess_in_flight_across_a_restart_still_counts() {
+    use sipwall::engine::{Engine, Shared};
+    use std::sync::Arc;
+    let attacker = "198.18.0.67:5060";
+    let shared = Arc::new(Shared::new());
+    let mut before = Engine::new(policy_with(""), shared.clone());
+    fail_once(&mut before, attacker, 1, "200", S);
+    assert_eq!(before.counters().auth_failures, 1);
+    // The second guess reaches the PBX; sipwall restarts before the PBX's 401 comes back.
+    let auth = format!("Authorization: Digest username=\"201\", realm=\"x\", nonce=\"n\", uri=\"sip:{DOMAIN}\", response=\"r\"\r\n");
+    let guess = request_full("REGISTER", DOMAIN, DOMAIN, DOMAIN, "", "guess-2", 2, &auth);
+    assert_eq!(
+        reason(&mut before, attacker, &guess, S),
+        Reason::SecretDomain
+    );
+    let calls = before.calls();
+    assert_eq!(calls.txns.len(), 1, "the guess in flight is saved");
+    assert_eq!(calls.txns[0].user, b"201");
+    let answer = response(401, "REGISTER", "guess-2", 2, "");
+
+    // What a restart keeps: the bans file (failure histories) and the calls file.
+    let restart = || {
+        let s = Arc::new(Shared::new());
+        assert!(s.set_table_seed(shared.table_seed()));
+        s.restore(shared.snapshot(), S + 1);
+        s
+    };
+    // Without the saved transaction the 401 reads as a first challenge: the guess is lost.
+    let mut forgetful = Engine::new(policy_with(""), restart());
+    pbx_sends(&mut forgetful, attacker, &answer, S + 1);
+    assert_eq!(forgetful.counters().auth_failures, 0);
+    // With it, the second failure counts and bans, with the guess's evidence.
+    let after_shared = restart();
+    let mut after = Engine::new(policy_with(""), after_shared.clone());
+    after.restore_calls(&calls, S + 1);
+    pbx_sends(&mut after, attacker, &answer, S + 1);
+    assert_eq!(after.counters().auth_failures, 1);
+    let bans = after_shared.list();
+    assert_eq!(
+        bans.len(),
+        1,
+        "2 failures within an hour, across the restart"
+    );
+    assert_eq!(bans[0].evidence.users, vec!["200", "201"]);
+    assert!(bans[0].evidence.last_request.starts_with("REGISTER sip:"));
+    // Answered: no longer in flight, and no longer saved.
+    assert!(after.calls().txns.is_empty());
+}
+
+#[test]
 fn twelve_failures_in_a_day_ban_until_released_and_allowed_sources_are_never_banned() {
     let mut e =
         engine_with("[sources]\nallow = [\"198.18.7.0/24\"]\n[bans]\nenumeration_users = 0");

@@ -183,7 +183,11 @@ fn fuzz_corpora_replay() {
             let _ = sipwall::inline::ctl::parse_request(&text);
             let _ = sipwall::inline::state::decode(&bytes);
             if let Ok(c) = sipwall::inline::state::decode_calls(&bytes) {
-                assert_eq!(sipwall::inline::state::encode_calls(&c), bytes);
+                let again = sipwall::inline::state::encode_calls(&c);
+                if bytes.starts_with(b"SWCALLS2") {
+                    assert_eq!(again, bytes);
+                }
+                assert_eq!(sipwall::inline::state::decode_calls(&again).unwrap(), c);
             }
             let _ = sipwall::inline::queue::netlink::packets(&bytes).count();
             let mut cap = sipwall::replay::Capture::default();

@@ -12,6 +12,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = sipwall::inline::state::decode(data);
     if let Ok(c) = sipwall::inline::state::decode_calls(data) {
-        assert_eq!(sipwall::inline::state::encode_calls(&c), data);
+        // A file of the current format is written back byte for byte; one of the first
+        // format reads back the same once rewritten in the current one.
+        let again = sipwall::inline::state::encode_calls(&c);
+        if data.starts_with(b"SWCALLS2") {
+            assert_eq!(again, data);
+        }
+        assert_eq!(sipwall::inline::state::decode_calls(&again).unwrap(), c);
     }
 });

@@ -29,7 +29,7 @@ use rate::{Class, RateLimits};
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::sync::Arc;
-pub use tables::Calls;
+pub use tables::{Calls, SavedTxn, MAX_SAVED_TXNS};
 use tables::{Keys, Tables, Txn, TxnFrom};
 
 /// A source as tracked for limits, failures and bans: an IPv4 address (as a v4-mapped IPv6

@@ -172,14 +172,38 @@ const PBX_INVITE_LIFETIME_NS: u64 = 200_000_000_000;
 
 /// What of a worker's tables lets calls in progress outlive a restart: each confirmed dialog
 /// and each request the PBX sent, with its expiry (ns since the Unix epoch, the clock `now`
-/// is read from inline). Keys are hashes of Call-IDs (and CSeqs, for requests) under the
-/// tables' seed (`Tables::new`): no Call-ID is kept, and the keys mean something only to
-/// tables made with the same seed.
+/// is read from inline), and the credentialed requests awaiting their answer. Keys are hashes
+/// of Call-IDs (and CSeqs, for requests) under the tables' seed (`Tables::new`): no Call-ID is
+/// kept, and the keys mean something only to tables made with the same seed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Calls {
     pub dialogs: Vec<(u64, u64)>,
     pub pbx_requests: Vec<(u64, u64)>,
+    /// Sorted by key.
+    pub txns: Vec<SavedTxn>,
 }
+
+/// A request with credentials that the PBX has not answered yet. Saved because a 401/403 to
+/// a request the engine did not see is read as a first challenge, not a failure: without it,
+/// a guess in flight across a restart would go uncounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedTxn {
+    /// Its transaction key ([`Tables::txn_key`]).
+    pub key: u64,
+    /// When it expires (ns since the Unix epoch), to the table's tick of 2^30 ns.
+    pub expires: u64,
+    pub source: super::SourceKey,
+    pub ip: IpAddr,
+    /// At most 64 bytes: the user name (evidence).
+    pub user: Vec<u8>,
+    /// At most 160 bytes: the request line (evidence).
+    pub line: Vec<u8>,
+}
+
+/// Credentialed requests in flight a worker saves at most, the latest to expire: a flood of
+/// guesses from spoofed sources fills the table, and the file is rewritten each second it
+/// changes (about 100 bytes each; ~1.6 MB at the cap).
+pub const MAX_SAVED_TXNS: usize = 16_384;
 
 impl Calls {
     /// Several workers' calls as one: each dialog and request expiring at the latest expiry
@@ -192,7 +216,7 @@ impl Calls {
         }
         let mut dialogs = ahash::AHashMap::new();
         let mut pbx = ahash::AHashMap::new();
-        for c in all {
+        for c in &all {
             for &(k, t) in &c.dialogs {
                 let e = dialogs.entry(k).or_insert(t);
                 *e = (*e).max(t);
@@ -202,12 +226,23 @@ impl Calls {
                 *e = (*e).max(t);
             }
         }
+        let mut txns: ahash::AHashMap<u64, SavedTxn> = ahash::AHashMap::new();
+        for t in all.iter().flat_map(|c| &c.txns) {
+            match txns.get(&t.key) {
+                Some(have) if have.expires >= t.expires => {}
+                _ => {
+                    txns.insert(t.key, t.clone());
+                }
+            }
+        }
         let mut c = Calls {
             dialogs: dialogs.into_iter().collect(),
             pbx_requests: pbx.into_iter().collect(),
+            txns: txns.into_values().collect(),
         };
         c.dialogs.sort_unstable();
         c.pbx_requests.sort_unstable();
+        c.txns.sort_unstable_by_key(|t| t.key);
         c
     }
 }
@@ -233,7 +268,9 @@ pub struct Tables {
     max_txns: usize,
     dialog_idle: u64,
     pub refused: u64,
-    /// Changes whenever a dialog or a PBX request comes or goes (not when one is refreshed).
+    /// Changes whenever a dialog, a PBX request or a credentialed transaction comes or goes
+    /// (not when one is refreshed, nor when a transaction expires unanswered: restoring
+    /// drops expired ones).
     calls_version: u64,
 }
 
@@ -270,7 +307,39 @@ impl Tables {
         Calls {
             dialogs: self.dialogs.iter().filter(|&(_, e)| e >= now).collect(),
             pbx_requests: self.pbx_requests.iter().filter(|&(_, e)| e > now).collect(),
+            txns: self.saved_txns(now),
         }
+    }
+
+    /// The credentialed transactions live at `now`, at most [`MAX_SAVED_TXNS`] (the latest
+    /// to expire), sorted by key.
+    fn saved_txns(&self, now: u64) -> Vec<SavedTxn> {
+        let now_tick = tick(now);
+        let mut live: Vec<(u64, u32, u32)> = self
+            .txns
+            .iter()
+            .filter(|&(_, (i, e))| e > now_tick && self.slots[i as usize].had_auth)
+            .map(|(k, (i, e))| (k, i, e))
+            .collect();
+        if live.len() > MAX_SAVED_TXNS {
+            live.select_nth_unstable_by_key(MAX_SAVED_TXNS, |&(_, _, e)| std::cmp::Reverse(e));
+            live.truncate(MAX_SAVED_TXNS);
+        }
+        live.sort_unstable_by_key(|&(k, _, _)| k);
+        live.into_iter()
+            .map(|(k, i, e)| {
+                let r = &self.slots[i as usize];
+                let (user, line) = self.texts_of(r);
+                SavedTxn {
+                    key: k,
+                    expires: u64::from(e) << 30,
+                    source: r.key,
+                    ip: r.ip,
+                    user: user.to_vec(),
+                    line: line.to_vec(),
+                }
+            })
+            .collect()
     }
 
     /// Takes back saved calls (made under this seed): those not expired at `now`, within the
@@ -290,6 +359,23 @@ impl Tables {
                 && !self.pbx_requests.contains_key(k)
             {
                 self.pbx_requests.insert(k, expires);
+            }
+        }
+        let now_tick = tick(now);
+        for t in &c.txns {
+            // The tick it was saved at, not rounded up again: a txn saved and restored
+            // repeatedly keeps its lifetime.
+            let e = u32::try_from(t.expires >> 30).unwrap_or(u32::MAX);
+            if e > now_tick && self.txns.len() < self.max_txns && !self.txns.contains_key(t.key) {
+                let rec = self.record(&TxnFrom {
+                    key: t.source,
+                    ip: t.ip,
+                    had_auth: true,
+                    user: &t.user,
+                    line: &t.line,
+                });
+                let i = self.put_slot(rec);
+                self.txns.insert(t.key, (i, e));
             }
         }
         self.calls_version += 1;
@@ -424,19 +510,25 @@ impl Tables {
             self.refused += 1;
             return;
         }
-        let (user, line) = (
-            &t.user[..t.user.len().min(USER_MAX)],
-            &t.line[..t.line.len().min(LINE_MAX)],
-        );
-        let rec = TxnRec {
-            key: t.key,
-            ip: t.ip,
-            had_auth: t.had_auth,
-            user_len: user.len() as u8,
-            line_len: line.len() as u8,
-            text_at: self.texts.put(user, line),
+        let rec = self.record(&t);
+        // A credentialed request in flight is saved with the calls (see [`SavedTxn`]).
+        let was_auth = found.is_some_and(|i| self.slots[i as usize].had_auth);
+        if t.had_auth != was_auth {
+            self.calls_version += 1;
+        }
+        let i = match found {
+            Some(i) => {
+                self.slots[i as usize] = rec;
+                i
+            }
+            None => self.put_slot(rec),
         };
-        let i = match found.or_else(|| self.free.pop()) {
+        self.txns.insert(k, (i, expiry_tick(now + TXN_LIFETIME_NS)));
+    }
+
+    /// A free slot (or a new one) holding `rec`.
+    fn put_slot(&mut self, rec: TxnRec) -> u32 {
+        match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = rec;
                 i
@@ -445,8 +537,7 @@ impl Tables {
                 self.slots.push(rec);
                 (self.slots.len() - 1) as u32
             }
-        };
-        self.txns.insert(k, (i, expiry_tick(now + TXN_LIFETIME_NS)));
+        }
     }
 
     /// Touches the dialog and transaction entries judging `m` will read or write; their keys,
@@ -473,19 +564,41 @@ impl Tables {
     /// The transaction with key `k` (see [`Tables::txn_key`]), if remembered, with its texts.
     pub fn txn(&self, k: u64) -> Option<Txn> {
         let r = &self.slots[self.txns.get(k)?.0 as usize];
-        let (u, l) = (usize::from(r.user_len), usize::from(r.line_len));
-        let text = self.texts.get(r.text_at, u + l);
-        let (user, line) = if text.is_empty() {
-            (&b""[..], &b""[..])
-        } else {
-            text.split_at(u)
-        };
+        let (user, line) = self.texts_of(r);
         Some(Txn {
             key: r.key,
             ip: r.ip,
             user: Inline::new(user),
             line: Inline::new(line),
         })
+    }
+
+    /// A record's user name and request line (empty once the ring came round over them).
+    fn texts_of(&self, r: &TxnRec) -> (&[u8], &[u8]) {
+        let (u, l) = (usize::from(r.user_len), usize::from(r.line_len));
+        let text = self.texts.get(r.text_at, u + l);
+        if text.is_empty() {
+            (b"", b"")
+        } else {
+            text.split_at(u)
+        }
+    }
+
+    /// A record of a transaction, its texts (cut at their limits) written to the ring.
+    #[inline]
+    fn record(&mut self, t: &TxnFrom) -> TxnRec {
+        let (user, line) = (
+            &t.user[..t.user.len().min(USER_MAX)],
+            &t.line[..t.line.len().min(LINE_MAX)],
+        );
+        TxnRec {
+            key: t.key,
+            ip: t.ip,
+            had_auth: t.had_auth,
+            user_len: user.len() as u8,
+            line_len: line.len() as u8,
+            text_at: self.texts.put(user, line),
+        }
     }
 
     /// Did the transaction with key `k` carry credentials? (False if not remembered.)
@@ -497,6 +610,9 @@ impl Tables {
 
     pub fn forget_txn(&mut self, k: u64) {
         if let Some((i, _)) = self.txns.remove(k) {
+            if self.slots[i as usize].had_auth {
+                self.calls_version += 1;
+            }
             self.free.push(i);
         }
     }
@@ -579,10 +695,12 @@ mod tests {
         let a = Calls {
             dialogs: vec![(1, 70), (2, 80)],
             pbx_requests: vec![(7, 70)],
+            ..Default::default()
         };
         let b = Calls {
             dialogs: vec![(2, 85), (3, 90)],
             pbx_requests: vec![(7, 60), (8, 80)],
+            ..Default::default()
         };
         let u = Calls::union([&a, &b]);
         assert_eq!(
@@ -664,6 +782,101 @@ mod tests {
             (64, 160)
         );
         assert!(t.txn_had_auth(t.txn_key(&m[0])) && !t.txn_had_auth(1));
+    }
+
+    #[test]
+    fn credentialed_transactions_are_saved_and_come_back() {
+        let mut t = Tables::new(10, 3, 1, [1, 2, 3, 4]);
+        let texts: Vec<String> = (0..4).map(|i| msg(&format!("c{i}"))).collect();
+        let m: Vec<Message> = texts
+            .iter()
+            .map(|s| crate::sip::parse(s.as_bytes(), crate::sip::Framing::Datagram).unwrap())
+            .collect();
+        let v = t.calls_version();
+        t.note_txn(&m[0], &Keys::NONE, txn("alice"), 0);
+        assert_ne!(t.calls_version(), v, "a credentialed request is saved");
+        let v = t.calls_version();
+        t.note_txn(&m[0], &Keys::NONE, txn("alice"), 5);
+        assert_eq!(
+            t.calls_version(),
+            v,
+            "a retransmission changes nothing saved"
+        );
+        // A first REGISTER without credentials: no failure can answer it, nothing to save.
+        let plain = TxnFrom {
+            had_auth: false,
+            ..txn("bob")
+        };
+        t.note_txn(&m[1], &Keys::NONE, plain, 0);
+        assert_eq!(t.calls_version(), v);
+        t.note_txn(&m[2], &Keys::NONE, txn("carol"), 0);
+        let saved = t.calls(1).txns;
+        assert_eq!(saved.len(), 2);
+        assert!(
+            saved.windows(2).all(|w| w[0].key < w[1].key),
+            "sorted by key"
+        );
+        let alice = saved.iter().find(|s| s.key == t.txn_key(&m[0])).unwrap();
+        assert_eq!(
+            (&alice.user[..], &alice.line[..], alice.source),
+            (&b"alice"[..], &b"REGISTER sip:a.example SIP/2.0"[..], 7)
+        );
+        assert!(alice.expires >= TXN_LIFETIME_NS && alice.expires <= TXN_LIFETIME_NS + (2 << 30));
+        // Answered: gone from what is saved.
+        let v = t.calls_version();
+        t.forget_txn(t.txn_key(&m[2]));
+        assert_ne!(t.calls_version(), v);
+        assert_eq!(t.calls(1).txns.len(), 1);
+
+        // Restored under the same seed: read back as the engine noted it, keeping its expiry
+        // through any number of restarts; past it, not taken back; within the cap.
+        let mut after = Tables::new(10, 2, 1, [1, 2, 3, 4]);
+        after.restore_calls(&t.calls(1), 2);
+        let k = t.txn_key(&m[0]);
+        assert!(after.txn_had_auth(k));
+        let got = after.txn(k).unwrap();
+        assert_eq!((got.user.as_bytes(), got.key), (&b"alice"[..], 7));
+        assert_eq!(
+            after.calls(3).txns,
+            t.calls(1).txns,
+            "same expiry after a restore"
+        );
+        let mut late = Tables::new(10, 2, 1, [1, 2, 3, 4]);
+        late.restore_calls(&t.calls(1), alice.expires);
+        assert!(!late.txn_had_auth(k), "expired");
+        let mut full = Tables::new(10, 1, 1, [1, 2, 3, 4]);
+        full.note_txn(&m[3], &Keys::NONE, txn("dave"), 0);
+        full.restore_calls(&t.calls(1), 2);
+        assert!(!full.txn_had_auth(k), "the table's cap holds");
+
+        // Merged across workers: one entry a key, the latest expiry; the saved count is capped.
+        let early = SavedTxn {
+            expires: 1,
+            ..alice.clone()
+        };
+        let u = Calls::union([
+            &Calls {
+                txns: vec![early],
+                ..Default::default()
+            },
+            &t.calls(1),
+        ]);
+        assert_eq!(u.txns, t.calls(1).txns);
+        let mut big = Tables::new(10, MAX_SAVED_TXNS + 10, 1, [1, 2, 3, 4]);
+        let many: Vec<String> = (0..MAX_SAVED_TXNS + 10)
+            .map(|i| msg(&format!("m{i}")))
+            .collect();
+        for (i, s) in many.iter().enumerate() {
+            let m = crate::sip::parse(s.as_bytes(), crate::sip::Framing::Datagram).unwrap();
+            big.note_txn(&m, &Keys::NONE, txn("x"), (i as u64) << 30);
+        }
+        let kept = big.calls(0).txns;
+        assert_eq!(kept.len(), MAX_SAVED_TXNS);
+        let first = crate::sip::parse(many[0].as_bytes(), crate::sip::Framing::Datagram).unwrap();
+        assert!(
+            kept.iter().all(|s| s.key != big.txn_key(&first)),
+            "the earliest to expire are left out"
+        );
     }
 
     #[test]

@@ -410,6 +410,7 @@ fn restore_calls(ctl: &Control, state: &StateDir, now: u64) {
             tracing::info!(
                 dialogs = c.dialogs.len(),
                 pbx_requests = c.pbx_requests.len(),
+                credentialed_requests = c.txns.len(),
                 age_s = now.saturating_sub(saved.saved_ns) / SECOND,
                 "calls in progress restored"
             );

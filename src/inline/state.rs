@@ -8,13 +8,15 @@
 //! caller to report; the old file stays in place.
 //!
 //! Beside it, `calls.bin`: the calls in progress (dialogs, the PBX's open requests) as keyed
-//! hashes with the key, so that a restart does not cut them. Binary and checksummed, renamed
+//! hashes with the key, so that a restart does not cut them, and the credentialed requests
+//! awaiting an answer, so that a failure answering one after a restart still counts. Binary and checksummed, renamed
 //! into place but not synced (see [`StateDir::save_calls`]); one that cannot be read is ignored.
 
-use crate::engine::{Calls, Snapshot, Totals};
+use crate::engine::{Calls, SavedTxn, Snapshot, Totals};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -22,7 +24,9 @@ const FILE: &str = "state.json";
 const FORMAT: u32 = 1;
 /// Calls in progress: binary (they can number hundreds of thousands), apart from the bans.
 const CALLS_FILE: &str = "calls.bin";
-const CALLS_MAGIC: &[u8; 8] = b"SWCALLS1";
+const CALLS_MAGIC: &[u8; 8] = b"SWCALLS2";
+/// The first format: dialogs and PBX requests, no transactions (read, never written).
+const CALLS_MAGIC_V1: &[u8; 8] = b"SWCALLS1";
 
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
@@ -162,55 +166,128 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The calls file: magic, seed, saved time, two counts, the (key, time) pairs, a checksum of
-/// all before it; integers little endian.
+/// The calls file: magic, seed, saved time, three counts, the (key, time) pairs of dialogs and
+/// PBX requests, the credentialed transactions, a checksum of all before it; integers little
+/// endian. A transaction: key, expiry, source key (16 bytes), address (family 4 or 6, then 16
+/// bytes, an IPv4 address in the first 4 and zeros after), user and line lengths (a byte
+/// each), then their bytes.
 pub fn encode_calls(s: &SavedCalls) -> Vec<u8> {
-    let (d, p) = (&s.calls.dialogs, &s.calls.pbx_requests);
-    let mut b = Vec::with_capacity(8 + 32 + 8 + 8 + 16 * (d.len() + p.len()) + 8);
+    let (d, p, t) = (&s.calls.dialogs, &s.calls.pbx_requests, &s.calls.txns);
+    let texts: usize = t.iter().map(|t| t.user.len() + t.line.len()).sum();
+    let mut b =
+        Vec::with_capacity(HEAD + 16 * (d.len() + p.len()) + TXN_FIXED * t.len() + texts + 8);
     b.extend_from_slice(CALLS_MAGIC);
     for w in s.seed.iter().chain([&s.saved_ns]) {
         b.extend_from_slice(&w.to_le_bytes());
     }
-    for n in [d.len(), p.len()] {
+    for n in [d.len(), p.len(), t.len()] {
         b.extend_from_slice(&(n as u32).to_le_bytes());
     }
     for &(k, t) in d.iter().chain(p) {
         b.extend_from_slice(&k.to_le_bytes());
         b.extend_from_slice(&t.to_le_bytes());
     }
+    for t in t {
+        b.extend_from_slice(&t.key.to_le_bytes());
+        b.extend_from_slice(&t.expires.to_le_bytes());
+        b.extend_from_slice(&t.source.to_le_bytes());
+        let mut ip = [0u8; 16];
+        let family = match t.ip {
+            IpAddr::V4(a) => {
+                ip[..4].copy_from_slice(&a.octets());
+                4
+            }
+            IpAddr::V6(a) => {
+                ip = a.octets();
+                6
+            }
+        };
+        b.push(family);
+        b.extend_from_slice(&ip);
+        // The tables cut both at 64 and 160 bytes; a longer one is cut here the same way.
+        let (user, line) = (
+            &t.user[..t.user.len().min(255)],
+            &t.line[..t.line.len().min(255)],
+        );
+        b.extend_from_slice(&[user.len() as u8, line.len() as u8]);
+        b.extend_from_slice(user);
+        b.extend_from_slice(line);
+    }
     let sum = fnv(&b);
     b.extend_from_slice(&sum.to_le_bytes());
     b
 }
 
+/// Magic, seed, saved time, three counts.
+const HEAD: usize = 8 + 32 + 8 + 12;
+/// A transaction's bytes before its texts.
+const TXN_FIXED: usize = 8 + 8 + 16 + 1 + 16 + 2;
+
 /// Reads a calls file's bytes (fuzzed: `fuzz/control`): exactly what [`encode_calls`] wrote,
-/// or an error saying what is wrong.
+/// or an error saying what is wrong. A file of the first format (no transactions) is read too.
 pub fn decode_calls(b: &[u8]) -> Result<SavedCalls, String> {
-    const HEAD: usize = 8 + 32 + 8 + 8;
-    if b.len() < HEAD + 8 || &b[..8] != CALLS_MAGIC {
-        return Err("not a sipwall calls file".into());
-    }
-    let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
-    let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default());
-    let (nd, np) = (u32_at(48) as usize, u32_at(52) as usize);
-    if (b.len() - HEAD - 8) / 16 != nd + np || (b.len() - HEAD - 8) % 16 != 0 {
-        return Err("calls file cut short or too long".into());
+    let head = match b.get(..8) {
+        Some(m) if m == CALLS_MAGIC => HEAD,
+        Some(m) if m == CALLS_MAGIC_V1 => HEAD - 4,
+        _ => return Err("not a sipwall calls file".into()),
+    };
+    if b.len() < head + 8 {
+        return Err("calls file cut short".into());
     }
     let end = b.len() - 8;
+    let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
     if fnv(&b[..end]) != u64_at(end) {
         return Err("calls file checksum mismatch".into());
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default());
+    let (nd, np) = (u32_at(48) as usize, u32_at(52) as usize);
+    let nt = if head == HEAD { u32_at(56) as usize } else { 0 };
+    // Each count checked against the bytes left before anything is sized by it.
+    let pairs_end = head as u64 + 16 * (nd as u64 + np as u64);
+    if pairs_end + (TXN_FIXED as u64) * nt as u64 > end as u64 {
+        return Err("calls file cut short".into());
     }
     let pairs = |from: usize, n: usize| -> Vec<(u64, u64)> {
         (0..n)
             .map(|i| (u64_at(from + 16 * i), u64_at(from + 16 * i + 8)))
             .collect()
     };
+    let mut at = pairs_end as usize;
+    let mut txns = Vec::with_capacity(nt);
+    for _ in 0..nt {
+        let fixed = b.get(at..at + TXN_FIXED).ok_or("calls file cut short")?;
+        let source = u128::from_le_bytes(fixed[16..32].try_into().unwrap_or_default());
+        let ip: [u8; 16] = fixed[33..49].try_into().unwrap_or_default();
+        let ip = match fixed[32] {
+            4 if ip[4..] == [0; 12] => IpAddr::from([ip[0], ip[1], ip[2], ip[3]]),
+            6 => IpAddr::from(ip),
+            _ => return Err("calls file has a bad address".into()),
+        };
+        let (nu, nl) = (usize::from(fixed[49]), usize::from(fixed[50]));
+        let text = b
+            .get(at + TXN_FIXED..at + TXN_FIXED + nu + nl)
+            .filter(|_| at + TXN_FIXED + nu + nl <= end)
+            .ok_or("calls file cut short")?;
+        txns.push(SavedTxn {
+            key: u64_at(at),
+            expires: u64_at(at + 8),
+            source,
+            ip,
+            user: text[..nu].to_vec(),
+            line: text[nu..].to_vec(),
+        });
+        at += TXN_FIXED + nu + nl;
+    }
+    if at != end {
+        return Err("calls file too long".into());
+    }
     Ok(SavedCalls {
         seed: [u64_at(8), u64_at(16), u64_at(24), u64_at(32)],
         saved_ns: u64_at(40),
         calls: Calls {
-            dialogs: pairs(HEAD, nd),
-            pbx_requests: pairs(HEAD + 16 * nd, np),
+            dialogs: pairs(head, nd),
+            pbx_requests: pairs(head + 16 * nd, np),
+            txns,
         },
     })
 }
@@ -295,12 +372,30 @@ mod tests {
             calls: Calls {
                 dialogs: vec![(10, 100), (11, 101)],
                 pbx_requests: vec![(12, 102)],
+                txns: vec![
+                    SavedTxn {
+                        key: 13,
+                        expires: 103,
+                        source: u128::MAX - 1,
+                        ip: "198.18.0.9".parse().unwrap(),
+                        user: b"1001".to_vec(),
+                        line: b"REGISTER sip:sip.example.com SIP/2.0".to_vec(),
+                    },
+                    SavedTxn {
+                        key: 14,
+                        expires: 104,
+                        source: 5,
+                        ip: "2001:db8::9".parse().unwrap(),
+                        user: Vec::new(),
+                        line: Vec::new(),
+                    },
+                ],
             },
         };
         dir.save_calls(&saved).unwrap();
         assert_eq!(dir.load_calls(), Ok(Some(saved.clone())));
         let bytes = fs::read(dir.calls_path()).unwrap();
-        assert_eq!(bytes.len(), 56 + 3 * 16 + 8);
+        assert_eq!(bytes.len(), 60 + 3 * 16 + 2 * 51 + 4 + 36 + 8);
         // Every cut and every flipped byte is refused, none read as other calls.
         for n in 0..bytes.len() {
             assert!(decode_calls(&bytes[..n]).is_err(), "cut at {n}");
@@ -311,10 +406,32 @@ mod tests {
         let mut longer = bytes.clone();
         longer.extend_from_slice(&[0; 16]);
         assert!(decode_calls(&longer).is_err());
-        // A count that does not fit the length (would overflow if added unchecked).
-        let mut b = bytes.clone();
-        b[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_calls(&b).is_err());
+        // A count that does not fit the length (would overflow if added unchecked), with its
+        // checksum made right: refused by the lengths, not only by the checksum.
+        for at in [48, 52, 56] {
+            let mut b = bytes.clone();
+            b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            let end = b.len() - 8;
+            let sum = fnv(&b[..end]);
+            b[end..].copy_from_slice(&sum.to_le_bytes());
+            assert!(decode_calls(&b).is_err(), "count at {at}");
+        }
+        // A file of the first format (no transactions), as the last version wrote it.
+        let mut v1 = Vec::from(&b"SWCALLS1"[..]);
+        for w in [1u64, 2, 3, u64::MAX, 7] {
+            v1.extend_from_slice(&w.to_le_bytes());
+        }
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&0u32.to_le_bytes());
+        v1.extend_from_slice(&10u64.to_le_bytes());
+        v1.extend_from_slice(&100u64.to_le_bytes());
+        let sum = fnv(&v1);
+        v1.extend_from_slice(&sum.to_le_bytes());
+        let old = decode_calls(&v1).unwrap();
+        assert_eq!(
+            (old.seed, old.calls.dialogs, old.calls.txns.len()),
+            ([1, 2, 3, u64::MAX], vec![(10, 100)], 0)
+        );
         fs::write(dir.calls_path(), b"junk").unwrap();
         assert!(dir.load_calls().is_err());
     }

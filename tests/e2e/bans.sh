@@ -110,6 +110,45 @@ echo "counters_kept=$(( saved_accepted > 0 && $(stat "d['totals']['accepted']") 
 echo "feed_after_restart=$(in_set deny4 198.18.0.20)"
 sipwall_stop
 
+# 5b. A wrong password guessed just before a restart and answered just after still counts:
+# the credentialed request in flight is saved with the calls. The PBX answers users 3xx with a
+# new 401 (as Asterisk's PJSIP does), which sipwall counts only when it saw the request carry
+# credentials. The guesser (a second address, 198.18.0.78) fails once; then, with the PBX
+# paused (SIGSTOP to the kamailio processes this script started), it sends its next guess,
+# sipwall restarts, and the PBX answers it only then. Retransmissions off (-nr): the only
+# credentialed request is the one in flight.
+ip -n "$ns-guess" addr add 198.18.0.78/24 dev eth0
+sed -e 's/\[final\]/401/' -e 's|<recv response="401" auth="true"/>|&<pause milliseconds="2500"/>|' \
+  "$here/register.xml" > "$run/guess-slow.xml"
+slow_guess() {
+  ip netns exec "$ns-guess" timeout 20 sipp 198.18.0.2:5060 -i 198.18.0.78 -sf "$run/guess-slow.xml" \
+    -key domain sip.example.com -key user 300 -au 300 -ap wrong -t u1 -m 1 -nr -timeout 12 -nostdin \
+    >>"$run/sipp-slow.out" 2>&1
+}
+kamailio_pids() { # the kamailio this script started and its children
+  local all=("${pids[0]}") k
+  for k in $(pgrep -P "${pids[0]}" || true); do all+=("$k" $(pgrep -P "$k" || true)); done
+  echo "${all[@]}"
+}
+sipwall_up
+slow_guess || true
+slow_guess &
+guess=$!
+sleep 1
+# shellcheck disable=SC2046
+kill -STOP $(kamailio_pids)
+sleep 2.5 # the guess is sent 2.5 s after the challenge, into the paused PBX's socket
+sipwall_stop
+sipwall_up
+# shellcheck disable=SC2046
+kill -CONT $(kamailio_pids)
+wait "$guess" || true
+sleep 0.5
+echo "in_flight_guess_restored=$(sed 's/\x1b\[[0-9;]*m//g' "$run/sipwall.err" | grep -c 'calls in progress restored.*credentialed_requests=1 ' || true)"
+echo "in_flight_guess_failures_at_pbx=$(pbx_count 'AUTH FAIL: wrong password user=300 from 198.18.0.78')"
+echo "in_flight_guess_banned=$(ctl bans | grep -c '^198.18.0.78 .*tier-1 .*auth failures' || true)"
+sipwall_stop
+
 # 6. A corrupt state file is reported and moved aside; the daemon starts.
 echo '{"format":1,"bans":[{"source":' > "$run/state/state.json"
 sipwall_up
