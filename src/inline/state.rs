@@ -9,8 +9,9 @@
 //!
 //! Beside it, `calls.bin`: the calls in progress (dialogs, the PBX's open requests) as keyed
 //! hashes with the key, so that a restart does not cut them, and the credentialed requests
-//! awaiting an answer, so that a failure answering one after a restart still counts. Binary and checksummed, renamed
-//! into place but not synced (see [`StateDir::save_calls`]); one that cannot be read is ignored.
+//! awaiting an answer, so that a failure answering one after a restart still counts. Binary
+//! and checksummed, renamed into place but not synced (see [`StateDir::save_calls`]); one that
+//! cannot be read is ignored.
 
 use crate::engine::{Calls, SavedTxn, Snapshot, Totals};
 use serde::{Deserialize, Serialize};
