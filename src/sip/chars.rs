@@ -264,6 +264,26 @@ mod sse2 {
         (_mm_movemask_epi8(inside) as u32) ^ 0xffff
     }
 
+    /// Of the 16 bytes `v`, bit k set when byte k is: a URI-part byte, a host byte, a dot,
+    /// a digit (as `outside` tests those classes, inverted).
+    #[inline(always)]
+    pub(super) unsafe fn classes(v: __m128i) -> [u32; 4] {
+        let c = |b: u8| _mm_set1_epi8(b as i8);
+        let eq = |b: u8| _mm_cmpeq_epi8(v, c(b));
+        let within = |x: __m128i, lo: u8, hi: u8| {
+            _mm_and_si128(_mm_cmpgt_epi8(x, c(lo - 1)), _mm_cmplt_epi8(x, c(hi + 1)))
+        };
+        let or = |a, b| _mm_or_si128(a, b);
+        let mask = |x| _mm_movemask_epi8(x) as u32;
+        let digit = within(v, b'0', b'9');
+        let dot = eq(b'.');
+        let alpha = within(_mm_or_si128(v, c(0x20)), b'a', b'z');
+        let host = or(or(alpha, digit), or(dot, or(eq(b'-'), eq(b'_'))));
+        let delim = or(or(eq(b'<'), eq(b'>')), or(eq(b'"'), eq(b'@')));
+        let part = _mm_andnot_si128(delim, within(v, 0x21, 0x7e));
+        [mask(part), mask(host), mask(dot), mask(digit)]
+    }
+
     /// `s` (4 to 15 bytes) as one vector, its first and last 8 (or 4) bytes side by side;
     /// `f`'s bit mask over that vector is mapped back to positions in `s`. (Class runs do
     /// not use it: inlined at every call, it cost more than the short byte loops it saved.)
@@ -282,6 +302,63 @@ mod sse2 {
             let m = f(_mm_set_epi32(0, 0, b as i32, a as i32));
             (m & 0xf) | ((m >> 4) & 0xf) << (n - 4)
         }
+    }
+}
+
+/// Bit masks over 8 to 32 bytes (bit k: byte k), for reading a short URI without a scan a
+/// part: where its bytes are URI-part bytes ([`Class::UriPart`]), host bytes
+/// ([`Class::Host`]), dots and digits. Loads stay inside the bytes: two blocks that overlap
+/// (or, under 16 bytes, their first and last 8 side by side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShortMasks {
+    pub part: u32,
+    pub host: u32,
+    pub dot: u32,
+    pub digit: u32,
+}
+
+/// [`ShortMasks`] of `s`; `None` outside 8 to 32 bytes or off x86_64 (the caller reads it
+/// part by part then).
+#[inline(always)]
+pub fn short_masks(s: &[u8]) -> Option<ShortMasks> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let n = s.len();
+        if !(8..=32).contains(&n) {
+            return None;
+        }
+        // SAFETY: SSE2 is part of x86_64; every load reads bytes inside `s`.
+        unsafe {
+            use std::arch::x86_64::*;
+            let one = |v: __m128i| sse2::classes(v);
+            let m = if n >= 16 {
+                let a = one(_mm_loadu_si128(s.as_ptr().cast::<__m128i>()));
+                let b = one(_mm_loadu_si128(s.as_ptr().add(n - 16).cast::<__m128i>()));
+                let join = |x: u32, y: u32| x | y << (n - 16);
+                [
+                    join(a[0], b[0]),
+                    join(a[1], b[1]),
+                    join(a[2], b[2]),
+                    join(a[3], b[3]),
+                ]
+            } else {
+                let lo = u64::from_le_bytes(s[..8].try_into().unwrap_or_default());
+                let hi = u64::from_le_bytes(s[n - 8..].try_into().unwrap_or_default());
+                let m = one(_mm_set_epi64x(hi as i64, lo as i64));
+                m.map(|x| (x & 0xff) | ((x >> 8) & 0xff) << (n - 8))
+            };
+            Some(ShortMasks {
+                part: m[0],
+                host: m[1],
+                dot: m[2],
+                digit: m[3],
+            })
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = s;
+        None
     }
 }
 
@@ -498,6 +575,36 @@ mod tests {
                             assert_eq!(super::run_of_from(class, &s, from), want);
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// The short masks agree with the tables for every byte at every position of 8 to 32
+    /// bytes (and there are none outside that length).
+    #[test]
+    fn short_masks_agree_with_the_tables() {
+        for len in 0..40 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    let Some(m) = super::short_masks(&s) else {
+                        assert!(!(8..=32).contains(&len) || !cfg!(target_arch = "x86_64"));
+                        continue;
+                    };
+                    let bits = |f: &dyn Fn(u8) -> bool| {
+                        s.iter()
+                            .enumerate()
+                            .fold(0u32, |m, (k, &x)| m | u32::from(f(x)) << k)
+                    };
+                    let want = super::ShortMasks {
+                        part: bits(&super::uri_part),
+                        host: bits(&|x| super::HOST[x as usize]),
+                        dot: bits(&|x| x == b'.'),
+                        digit: bits(&|x| x.is_ascii_digit()),
+                    };
+                    assert_eq!(m, want, "{len} {at} {b}");
                 }
             }
         }
