@@ -215,9 +215,10 @@ impl<'a> Uri<'a> {
 
     /// A `sip:` URI whose `rest` (after the scheme) is 8 to 32 bytes of the common shape: an
     /// optional user, a host name or IPv4 address, an optional port, parameters. Read from
-    /// four bit masks over `rest` where [`Uri::read`] scans part by part (about half the
-    /// instructions). `None` for anything else, errors included: the general reader then
-    /// answers. Where this answers, it answers as the general reader does (tested, fuzzed).
+    /// four bit masks over `rest` where [`Uri::read`] scans part by part (~200 instructions a
+    /// URI where the scans took ~270). `None` for anything else, errors included: the
+    /// general reader then answers. Where this answers, it answers as the general reader
+    /// does (tested, fuzzed).
     #[inline(always)]
     fn read_short(raw: &'a [u8], rest: &'a [u8]) -> Option<Uri<'a>> {
         let m = chars::short_masks(rest)?;
