@@ -222,19 +222,10 @@ mod sse2 {
         let v = _mm_loadu_si128(p.cast::<__m128i>());
         let c = |b: u8| _mm_set1_epi8(b as i8);
         let eq = |b: u8| _mm_cmpeq_epi8(v, c(b));
-        // lo <= v <= hi, for ASCII bounds
-        let within = |x: __m128i, lo: u8, hi: u8| {
-            _mm_and_si128(_mm_cmpgt_epi8(x, c(lo - 1)), _mm_cmplt_epi8(x, c(hi + 1)))
-        };
         let or = |a, b| _mm_or_si128(a, b);
-        let alnum = || {
-            // Setting 0x20 folds A-Z onto a-z and moves no other byte into a-z.
-            let alpha = within(_mm_or_si128(v, c(0x20)), b'a', b'z');
-            or(alpha, within(v, b'0', b'9'))
-        };
         let token = || {
             or(
-                or(alnum(), or(within(v, b'*', b'+'), within(v, b'-', b'.'))),
+                or(alnum(v), or(within(v, b'*', b'+'), within(v, b'-', b'.'))),
                 or(
                     or(eq(b'!'), eq(b'%')),
                     or(or(eq(b'\''), eq(b'_')), or(eq(b'`'), eq(b'~'))),
@@ -245,12 +236,9 @@ mod sse2 {
         let ctl_or_space = || _mm_cmpeq_epi8(_mm_min_epu8(v, c(0x20)), v);
         let inside = match class {
             Class::Token => token(),
-            Class::Host => or(alnum(), or(eq(b'-'), or(eq(b'.'), eq(b'_')))),
+            Class::Host => host(v),
             Class::ParamValue => or(token(), or(eq(b':'), or(eq(b'['), eq(b']')))),
-            Class::UriPart => {
-                let delim = or(or(eq(b'<'), eq(b'>')), or(eq(b'"'), eq(b'@')));
-                _mm_andnot_si128(delim, within(v, 0x21, 0x7e))
-            }
+            Class::UriPart => uri_part(v),
             Class::Word | Class::RequestUri | Class::NotLws | Class::QdText => {
                 let out = match class {
                     Class::Word => or(ctl_or_space(), eq(0x7f)),
@@ -264,24 +252,56 @@ mod sse2 {
         (_mm_movemask_epi8(inside) as u32) ^ 0xffff
     }
 
+    /// lo <= byte <= hi, for ASCII bounds (signed compares: bytes >= 0x80 are outside).
+    #[inline(always)]
+    unsafe fn within(v: __m128i, lo: u8, hi: u8) -> __m128i {
+        _mm_and_si128(
+            _mm_cmpgt_epi8(v, _mm_set1_epi8((lo - 1) as i8)),
+            _mm_cmplt_epi8(v, _mm_set1_epi8((hi + 1) as i8)),
+        )
+    }
+
+    /// Host bytes of `v` ([`Class::Host`]), for `outside` and `classes`.
+    #[inline(always)]
+    unsafe fn host(v: __m128i) -> __m128i {
+        let eq = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+        _mm_or_si128(
+            alnum(v),
+            _mm_or_si128(eq(b'-'), _mm_or_si128(eq(b'.'), eq(b'_'))),
+        )
+    }
+
+    /// Letters and digits of `v`.
+    #[inline(always)]
+    unsafe fn alnum(v: __m128i) -> __m128i {
+        // Setting 0x20 folds A-Z onto a-z and moves no other byte into a-z.
+        let alpha = within(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+        _mm_or_si128(alpha, within(v, b'0', b'9'))
+    }
+
+    /// URI-part bytes of `v` ([`Class::UriPart`]), for `outside` and `classes`.
+    #[inline(always)]
+    unsafe fn uri_part(v: __m128i) -> __m128i {
+        let eq = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+        let delim = _mm_or_si128(
+            _mm_or_si128(eq(b'<'), eq(b'>')),
+            _mm_or_si128(eq(b'"'), eq(b'@')),
+        );
+        _mm_andnot_si128(delim, within(v, 0x21, 0x7e))
+    }
+
     /// Of the 16 bytes `v`, bit k set when byte k is: a URI-part byte, a host byte, a dot,
-    /// a digit (as `outside` tests those classes, inverted).
+    /// a digit.
     #[inline(always)]
     pub(super) unsafe fn classes(v: __m128i) -> [u32; 4] {
-        let c = |b: u8| _mm_set1_epi8(b as i8);
-        let eq = |b: u8| _mm_cmpeq_epi8(v, c(b));
-        let within = |x: __m128i, lo: u8, hi: u8| {
-            _mm_and_si128(_mm_cmpgt_epi8(x, c(lo - 1)), _mm_cmplt_epi8(x, c(hi + 1)))
-        };
-        let or = |a, b| _mm_or_si128(a, b);
         let mask = |x| _mm_movemask_epi8(x) as u32;
-        let digit = within(v, b'0', b'9');
-        let dot = eq(b'.');
-        let alpha = within(_mm_or_si128(v, c(0x20)), b'a', b'z');
-        let host = or(or(alpha, digit), or(dot, or(eq(b'-'), eq(b'_'))));
-        let delim = or(or(eq(b'<'), eq(b'>')), or(eq(b'"'), eq(b'@')));
-        let part = _mm_andnot_si128(delim, within(v, 0x21, 0x7e));
-        [mask(part), mask(host), mask(dot), mask(digit)]
+        let dot = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'.' as i8));
+        [
+            mask(uri_part(v)),
+            mask(host(v)),
+            mask(dot),
+            mask(within(v, b'0', b'9')),
+        ]
     }
 
     /// `s` (4 to 15 bytes) as one vector, its first and last 8 (or 4) bytes side by side;

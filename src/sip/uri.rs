@@ -185,31 +185,19 @@ impl<'a> Uri<'a> {
         let hostpart = &raw[hstart..];
         let (host, end) = parse_host(ctx, start + hstart, host_run.map(|h| start + h))
             .ok_or(ParseError::BadHost(part))?;
-        let mut i = end - start - hstart;
-        let mut port = None;
-        if hostpart.get(i) == Some(&b':') {
-            let start = i + 1;
-            i = start;
-            while i < hostpart.len() && hostpart[i].is_ascii_digit() {
-                i += 1;
-            }
-            let p = chars::digits(&hostpart[start..i]).ok_or(bad)?;
-            port = Some(u16::try_from(p).map_err(|_| bad)?);
-        }
-        let tail = &hostpart[i..];
-        if !tail.is_empty() && tail[0] != b';' && tail[0] != b'?' {
-            // Something other than params/headers right after the host: '%', '[', ...
-            return Err(ParseError::BadHost(part));
-        }
-        let q = tail.iter().position(|&b| b == b'?').unwrap_or(tail.len());
+        let (port, params, headers) =
+            after_host(&hostpart[end - start - hstart..]).map_err(|e| match e {
+                AfterHost::BadPort => bad,
+                AfterHost::NotParams => ParseError::BadHost(part),
+            })?;
         Ok(Uri {
             raw,
             scheme,
             user,
             host: Some(host),
             port,
-            params: &tail[..q],
-            headers: &tail[q..],
+            params,
+            headers,
         })
     }
 
@@ -252,26 +240,15 @@ impl<'a> Uri<'a> {
         } else {
             Host::Name(name)
         };
-        let mut i = hend;
-        let mut port = None;
-        if rest.get(i) == Some(&b':') {
-            let end = first(!u64::from(m.digit) & from(i + 1)).unwrap_or(n);
-            port = Some(u16::try_from(chars::digits(&rest[i + 1..end])?).ok()?);
-            i = end;
-        }
-        let tail = &rest[i..];
-        if !matches!(tail.first(), None | Some(b';' | b'?')) {
-            return None;
-        }
-        let q = tail.iter().position(|&b| b == b'?').unwrap_or(tail.len());
+        let (port, params, headers) = after_host(&rest[hend..]).ok()?;
         Some(Uri {
             raw,
             scheme: Scheme::Sip,
             user: (hstart > 0).then(|| &rest[..hstart - 1]),
             host: Some(host),
             port,
-            params: &tail[..q],
-            headers: &tail[q..],
+            params,
+            headers,
         })
     }
 
@@ -282,6 +259,36 @@ impl<'a> Uri<'a> {
             _ => u,
         })
     }
+}
+
+/// Why the bytes after a host do not read.
+enum AfterHost {
+    /// ':' with no port, or one above 65535.
+    BadPort,
+    /// Something other than params/headers right after the host: '%', '[', ...
+    NotParams,
+}
+
+/// A URI's port, params and headers.
+type Tail<'a> = (Option<u16>, &'a [u8], &'a [u8]);
+
+/// What follows a URI's host: `[":" port] [";" params] ["?" headers]`, as (port, params,
+/// headers). Both readers end with it.
+#[inline(always)]
+fn after_host(s: &[u8]) -> Result<Tail<'_>, AfterHost> {
+    let mut i = 0;
+    let mut port = None;
+    if s.first() == Some(&b':') {
+        i = 1 + s[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let p = chars::digits(&s[1..i]).ok_or(AfterHost::BadPort)?;
+        port = Some(u16::try_from(p).map_err(|_| AfterHost::BadPort)?);
+    }
+    let tail = &s[i..];
+    if !matches!(tail.first(), None | Some(b';' | b'?')) {
+        return Err(AfterHost::NotParams);
+    }
+    let q = tail.iter().position(|&b| b == b'?').unwrap_or(tail.len());
+    Ok((port, &tail[..q], &tail[q..]))
 }
 
 /// host = hostname / IPv4address / IPv6reference, starting at `s[start]` and running at
