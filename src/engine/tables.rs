@@ -673,6 +673,13 @@ impl Tables {
 mod tests {
     use super::*;
 
+    fn parsed(texts: &[String]) -> Vec<Message<'_>> {
+        texts
+            .iter()
+            .map(|s| crate::sip::parse(s.as_bytes(), crate::sip::Framing::Datagram).unwrap())
+            .collect()
+    }
+
     fn msg(call: &str) -> String {
         format!(
             "REGISTER sip:a.example SIP/2.0\r\nFrom: <sip:1@a.example>;tag=x\r\nTo: <sip:1@a.example>\r\n\
@@ -733,10 +740,7 @@ mod tests {
     fn transaction_slots_are_reused_and_bounded() {
         let mut t = Tables::new(10, 3, 1, [1, 2, 3, 4]);
         let texts: Vec<String> = (0..5).map(|i| msg(&format!("c{i}"))).collect();
-        let m: Vec<Message> = texts
-            .iter()
-            .map(|s| crate::sip::parse(s.as_bytes(), crate::sip::Framing::Datagram).unwrap())
-            .collect();
+        let m = parsed(&texts);
         for (i, m) in m.iter().enumerate().take(3) {
             t.note_txn(m, &Keys::NONE, txn(&format!("u{i}")), 0);
         }
@@ -788,10 +792,7 @@ mod tests {
     fn credentialed_transactions_are_saved_and_come_back() {
         let mut t = Tables::new(10, 3, 1, [1, 2, 3, 4]);
         let texts: Vec<String> = (0..4).map(|i| msg(&format!("c{i}"))).collect();
-        let m: Vec<Message> = texts
-            .iter()
-            .map(|s| crate::sip::parse(s.as_bytes(), crate::sip::Framing::Datagram).unwrap())
-            .collect();
+        let m = parsed(&texts);
         let v = t.calls_version();
         t.note_txn(&m[0], &Keys::NONE, txn("alice"), 0);
         assert_ne!(t.calls_version(), v, "a credentialed request is saved");
