@@ -576,6 +576,28 @@ fn a_guess_in_flight_across_a_restart_still_counts() {
     assert!(after.calls().txns.is_empty());
 }
 
+/// A REGISTER for an unknown user that the engine did not see (it came before a restart, or
+/// on a path sipwall does not watch): the PBX's 404 still counts, and the user tried is read
+/// from the answer's To URI (the PBX's messages are read without their URIs otherwise).
+#[test]
+fn unknown_users_in_answers_to_unseen_requests_count_with_the_user_tried() {
+    let mut e = engine();
+    let prober = "198.18.0.68:5060";
+    for (k, call) in ["probe-1", "probe-2"].into_iter().enumerate() {
+        pbx_sends(
+            &mut e,
+            prober,
+            &response(404, "REGISTER", call, 1, ""),
+            (k as u64 + 1) * S,
+        );
+    }
+    assert_eq!(e.counters().auth_failures, 2);
+    let bans = e.shared().list();
+    assert_eq!(bans.len(), 1, "2 failures within an hour");
+    assert_eq!(bans[0].source, "198.18.0.68");
+    assert_eq!(bans[0].evidence.users, vec!["100"]);
+}
+
 #[test]
 fn twelve_failures_in_a_day_ban_until_released_and_allowed_sources_are_never_banned() {
     let mut e =

@@ -156,6 +156,7 @@ fn fuzz_corpora_replay() {
         for f in std::fs::read_dir(&target).unwrap() {
             let bytes = std::fs::read(f.unwrap().path()).unwrap();
             let _ = sip::parse(&bytes, Framing::Stream);
+            assert_observed_agrees(&bytes);
             // The short-URI path answers as the general reader, on the seed and its URIs.
             let mut uris = vec![&bytes[..]];
             if let Ok(m) = sip::parse(&bytes, Framing::Datagram) {
@@ -219,4 +220,65 @@ fn fuzz_corpora_replay() {
         }
     }
     assert!(n > 50, "only {n} corpus files");
+}
+
+/// What `parse` reads of `bytes`, the observing reader (the PBX's messages, URIs unread)
+/// reads the same, both ways a message is framed.
+fn assert_observed_agrees(bytes: &[u8]) -> bool {
+    let mut read = false;
+    for framing in [Framing::Datagram, Framing::Stream] {
+        if let Ok(m) = sip::parse(bytes, framing) {
+            let o = sip::parse_observed(bytes, framing).expect("the observing reader reads it");
+            assert!(
+                m.agrees_but_uris(&o),
+                "{framing:?}: {}",
+                String::from_utf8_lossy(bytes)
+            );
+            read = true;
+        }
+    }
+    read
+}
+
+/// The observing reader against `parse` on the RFC 4475 messages, the parse seeds, and
+/// mutants of both (bytes replaced, dropped or doubled where the parser decides things).
+#[test]
+fn observed_messages_read_as_parse_reads_them_but_their_uris() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut seeds = Vec::new();
+    for dir in ["tests/data/rfc4475", "fuzz/corpus/parse"] {
+        for f in std::fs::read_dir(format!("{root}/{dir}")).expect(dir) {
+            seeds.push(std::fs::read(f.unwrap().path()).unwrap());
+        }
+    }
+    const SWAPS: &[u8] = b" \t\r\n:;<>\"@%,=[]?0Aa\x00";
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let (mut tried, mut read) = (0, 0);
+    for seed in &seeds {
+        for k in 0..200 {
+            let mut m = seed.clone();
+            for _ in 0..(k % 3) + usize::from(k > 0) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if m.is_empty() {
+                    break;
+                }
+                let at = (x >> 8) as usize % m.len();
+                match x % 4 {
+                    0 => {
+                        m.remove(at);
+                    }
+                    1 => m.insert(at, m[at]),
+                    _ => m[at] = SWAPS[(x >> 40) as usize % SWAPS.len()],
+                }
+            }
+            tried += 1;
+            read += usize::from(assert_observed_agrees(&m));
+        }
+    }
+    assert!(
+        read * 10 >= tried,
+        "only {read} of {tried} mutants read: the comparison says little"
+    );
 }

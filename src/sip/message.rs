@@ -205,6 +205,37 @@ impl<'a> Message<'a> {
     pub fn headers(&self) -> HeaderIter<'a> {
         HeaderIter::new(self.header_block)
     }
+    /// Whether `observed` (the [`parse_observed`] of the same bytes) says what this says,
+    /// but for the URIs it leaves unread, which must be the same bytes (for the tests and
+    /// the fuzz target that compare the two).
+    #[doc(hidden)]
+    pub fn agrees_but_uris(&self, observed: &Message) -> bool {
+        let start = match (self.start, observed.start) {
+            (StartLine::Request { method, uri }, StartLine::Request { method: m, uri: u }) => {
+                method == m && uri.raw == u.raw
+            }
+            (a @ StartLine::Response { .. }, b) => a == b,
+            _ => false,
+        };
+        let name_addr = |a: &NameAddr, b: &NameAddr| {
+            a.display == b.display && a.tag == b.tag && a.uri.raw == b.uri.raw
+        };
+        start
+            && name_addr(&self.from, &observed.from)
+            && name_addr(&self.to, &observed.to)
+            && (self.start_line, self.call_id, self.cseq, self.content_length)
+                == (
+                    observed.start_line,
+                    observed.call_id,
+                    observed.cseq,
+                    observed.content_length,
+                )
+            && (self.user_agent, self.authorization)
+                == (observed.user_agent, observed.authorization)
+            && (self.header_block, self.body, self.len)
+                == (observed.header_block, observed.body, observed.len)
+    }
+
     /// `username` from the credentials, if any.
     pub fn auth_username(&self) -> Option<&'a [u8]> {
         self.authorization.and_then(username_of)
@@ -536,6 +567,21 @@ fn trim_value(v: &[u8]) -> &[u8] {
 
 /// Reads one message from the start of `buf`.
 pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
+    parse_with::<true>(buf, framing)
+}
+
+/// [`parse`] for the messages the PBX sends: its URIs (Request-URI, From, To) are kept as
+/// written ([`Uri::unread`]), not read. Nothing judges them: observing reads the start line,
+/// tags, Call-ID and CSeq, which this reads exactly as [`parse`] does (tested), and the PBX's
+/// answers are as many as the requests it gets. Every message `parse` reads, this reads; it
+/// may read one whose URIs `parse` rejects, which is right for the PBX's own bytes.
+pub fn parse_observed(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
+    parse_with::<false>(buf, framing)
+}
+
+/// [`parse`], reading the URIs or not (`URIS`).
+#[inline(always)]
+fn parse_with<const URIS: bool>(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
     let Some(first_nl) = chars::find_byte(b'\n', buf) else {
         return Err(match framing {
             Framing::Stream if looks_like_sip_prefix(buf) => ParseError::Incomplete,
@@ -547,7 +593,7 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
     } else {
         first_nl
     };
-    let start = parse_start_line(&buf[..line_end_ix])?;
+    let start = start_line::<URIS>(&buf[..line_end_ix])?;
     let hstart = first_nl + 1;
     let stream = framing == Framing::Stream;
 
@@ -608,11 +654,11 @@ pub fn parse(buf: &[u8], framing: Framing) -> Result<Message<'_>, ParseError> {
     };
     let header_block = &buf[hstart..block_end];
 
-    let from = parse_name_addr(
+    let from = name_addr::<URIS>(
         from.ok_or(ParseError::MissingHeader(Part::From))?,
         Part::From,
     )?;
-    let to = parse_name_addr(to.ok_or(ParseError::MissingHeader(Part::To))?, Part::To)?;
+    let to = name_addr::<URIS>(to.ok_or(ParseError::MissingHeader(Part::To))?, Part::To)?;
     let call_id = call_id.ok_or(ParseError::MissingHeader(Part::CallId))?;
     // callid = word [ "@" word ]: no whitespace inside.
     if call_id.is_empty() || chars::run_of(Class::Word, call_id) < call_id.len() {
@@ -711,6 +757,11 @@ fn check_version(v: &[u8]) -> Result<(), ParseError> {
 
 /// Reads one start line (no line end): a request line or a status line.
 pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
+    start_line::<true>(line)
+}
+
+/// [`parse_start_line`], reading the Request-URI or keeping it as written (`URIS`).
+fn start_line<const URIS: bool>(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if is_sip_version(line) {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let sp = chars::find_byte(b' ', line).ok_or(ParseError::BadStatusLine)?;
@@ -753,6 +804,15 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     let version = &line[last_sp + 1..];
     let method = token_method(method_s, ParseError::BadRequestLine)?;
     check_version(version)?;
+    if !URIS {
+        return match uri {
+            [] => Err(ParseError::BadRequestLine),
+            _ => Ok(StartLine::Request {
+                method,
+                uri: Uri::unread(uri),
+            }),
+        };
+    }
     // The URI's scans run in the line before it (see `Uri::parse_in`).
     let ctx = &line[..last_sp];
     if uri.is_empty() || chars::run_of_from(Class::RequestUri, ctx, first_sp + 1) < last_sp {
@@ -820,14 +880,19 @@ fn parse_cseq(v: &[u8]) -> Result<CSeq<'_>, ParseError> {
 
 /// name-addr / addr-spec followed by `;params`, for From and To.
 pub fn parse_name_addr(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError> {
+    name_addr::<true>(v, part)
+}
+
+/// [`parse_name_addr`], reading the URI or keeping it as written (`URIS`).
+fn name_addr<const URIS: bool>(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError> {
     if let Some((display, (uri_ctx, uri_start), tag)) = common_name_addr(v) {
         return Ok(NameAddr {
             display,
-            uri: name_addr_uri(uri_ctx, uri_start, part)?,
+            uri: name_addr_uri::<URIS>(uri_ctx, uri_start, part)?,
             tag,
         });
     }
-    parse_name_addr_general(v, part)
+    name_addr_general::<URIS>(v, part)
 }
 
 /// The shapes nearly every From and To take, `["display" [SP]]<uri>[;tag=value]`, as
@@ -878,8 +943,15 @@ type Shape<'a> = (Option<&'a [u8]>, (&'a [u8], usize), Option<&'a [u8]>);
 /// A name-addr's URI, `ctx[start..]`; an error names the name-addr when the URI has LWS in
 /// it.
 #[inline(always)]
-fn name_addr_uri(ctx: &[u8], start: usize, part: Part) -> Result<Uri<'_>, ParseError> {
+fn name_addr_uri<const URIS: bool>(
+    ctx: &[u8],
+    start: usize,
+    part: Part,
+) -> Result<Uri<'_>, ParseError> {
     let uri_raw = &ctx[start..];
+    if !URIS {
+        return Ok(Uri::unread(uri_raw));
+    }
     Uri::parse_in(ctx, start, part).map_err(|e| {
         // No URI with LWS in it parses; that the error names the name-addr is tested for
         // only then (the check used to come first, and errors must stay as they were).
@@ -895,6 +967,11 @@ fn name_addr_uri(ctx: &[u8], start: usize, part: Part) -> Result<Uri<'_>, ParseE
 /// read (public for the fuzz target that compares the two).
 #[doc(hidden)]
 pub fn parse_name_addr_general(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError> {
+    name_addr_general::<true>(v, part)
+}
+
+/// [`parse_name_addr_general`], reading the URI or keeping it as written (`URIS`).
+fn name_addr_general<const URIS: bool>(v: &[u8], part: Part) -> Result<NameAddr<'_>, ParseError> {
     let bad = ParseError::BadNameAddr(part);
     let mut i = chars::skip_lws(v, 0);
     let mut display = None;
@@ -951,7 +1028,7 @@ pub fn parse_name_addr_general(v: &[u8], part: Part) -> Result<NameAddr<'_>, Par
         }
         after = i + end;
     }
-    let uri = name_addr_uri(uri_raw, 0, part)?;
+    let uri = name_addr_uri::<URIS>(uri_raw, 0, part)?;
     let params = chars::trim_lws(&v[after..]);
     let tag = parse_params(params, bad)?;
     Ok(NameAddr { display, uri, tag })

@@ -10,8 +10,9 @@ mod uri;
 pub use error::{ParseError, Part};
 pub use header::HeaderName;
 pub use message::{
-    auth_param, parse, parse_name_addr, parse_name_addr_general, parse_start_line, CSeq, Framing,
-    Header, HeaderIter, Message, Method, NameAddr, StartLine, KNOWN_METHODS, MAX_UDP_PAYLOAD,
+    auth_param, parse, parse_name_addr, parse_name_addr_general, parse_observed, parse_start_line,
+    CSeq, Framing, Header, HeaderIter, Message, Method, NameAddr, StartLine, KNOWN_METHODS,
+    MAX_UDP_PAYLOAD,
 };
 pub use uri::{Host, Scheme, Uri};
 

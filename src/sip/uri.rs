@@ -58,9 +58,25 @@ impl<'a> Uri<'a> {
         Uri::read::<false, true>(raw, 0, part)
     }
 
-    /// [`Uri::parse`] without its short-URI path (public for the fuzz target that compares
-    /// the two).
-    #[doc(hidden)]
+    /// A URI kept as written, not read: what [`crate::sip::parse_observed`] gives for the
+    /// PBX's own messages, whose URIs nothing judges. Only `raw` says anything (scheme
+    /// `Other`, no user or host); [`Uri::parse_general`] of it reads it when needed.
+    #[inline]
+    pub fn unread(raw: &'a [u8]) -> Uri<'a> {
+        Uri {
+            raw,
+            scheme: Scheme::Other,
+            user: None,
+            host: None,
+            port: None,
+            params: &[],
+            headers: &[],
+        }
+    }
+
+    /// [`Uri::parse`] without its short-URI path: the same answers (the fuzz target compares
+    /// the two). For rare reads outside the parser, which as a second caller of the parser's
+    /// reader would take it out of line there.
     pub fn parse_general(raw: &'a [u8], part: Part) -> Result<Uri<'a>, ParseError> {
         Uri::read::<false, false>(raw, 0, part)
     }
