@@ -223,13 +223,17 @@ impl<'a> Message<'a> {
         start
             && name_addr(&self.from, &observed.from)
             && name_addr(&self.to, &observed.to)
-            && (self.start_line, self.call_id, self.cseq, self.content_length)
-                == (
-                    observed.start_line,
-                    observed.call_id,
-                    observed.cseq,
-                    observed.content_length,
-                )
+            && (
+                self.start_line,
+                self.call_id,
+                self.cseq,
+                self.content_length,
+            ) == (
+                observed.start_line,
+                observed.call_id,
+                observed.cseq,
+                observed.content_length,
+            )
             && (self.user_agent, self.authorization)
                 == (observed.user_agent, observed.authorization)
             && (self.header_block, self.body, self.len)
