@@ -761,11 +761,9 @@ impl Engine {
         let key = txn.map_or_else(|| source_key(ip, prefix), |t| t.key);
         let label = source_label(ip, prefix);
         let user = txn.map_or_else(
-            // An observed message's URIs are unread: this one is read here, for evidence, by
-            // the general reader (a second caller of the hot path's reader took it out of
-            // line there: +50 instructions a message).
+            // An observed message's URIs are unread: this one is read here, for evidence.
             || {
-                Uri::parse_general(m.to.uri.raw, Part::To)
+                Uri::parse(m.to.uri.raw, Part::To)
                     .ok()
                     .and_then(|u| u.user_name())
                     .unwrap_or_default()

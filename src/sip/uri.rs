@@ -60,7 +60,7 @@ impl<'a> Uri<'a> {
 
     /// A URI kept as written, not read: what [`crate::sip::parse_observed`] gives for the
     /// PBX's own messages, whose URIs nothing judges. Only `raw` says anything (scheme
-    /// `Other`, no user or host); [`Uri::parse_general`] of it reads it when needed.
+    /// `Other`, no user or host); [`Uri::parse`] of it reads it when needed.
     #[inline]
     pub fn unread(raw: &'a [u8]) -> Uri<'a> {
         Uri {
@@ -74,9 +74,9 @@ impl<'a> Uri<'a> {
         }
     }
 
-    /// [`Uri::parse`] without its short-URI path: the same answers (the fuzz target compares
-    /// the two). For rare reads outside the parser, which as a second caller of the parser's
-    /// reader would take it out of line there.
+    /// [`Uri::parse`] without its short-URI path (public for the fuzz target that compares
+    /// the two).
+    #[doc(hidden)]
     pub fn parse_general(raw: &'a [u8], part: Part) -> Result<Uri<'a>, ParseError> {
         Uri::read::<false, false>(raw, 0, part)
     }
@@ -96,7 +96,10 @@ impl<'a> Uri<'a> {
     }
 
     /// [`Uri::parse_in`]; `IN_CONTEXT` false reads `ctx` whole (`start` is 0); `SHORT` tries
-    /// [`Uri::read_short`] first.
+    /// [`Uri::read_short`] first. Always inlined: the parser's hot path must not depend on
+    /// how many callers [`Uri::parse`] has (a second one took it out of line there, +50
+    /// instructions a message).
+    #[inline(always)]
     fn read<const IN_CONTEXT: bool, const SHORT: bool>(
         ctx: &'a [u8],
         start: usize,
