@@ -436,9 +436,14 @@ pub fn packets(b: &[u8]) -> impl Iterator<Item = (u32, u8, &[u8])> {
 fn packet(body: &[u8]) -> Option<(u32, u8, usize, usize)> {
     let mut off = NFGEN_HDRLEN;
     let (mut hdr, mut payload) = (None, None);
-    while off + 4 <= body.len() {
-        let len = u16::from_ne_bytes([body[off], body[off + 1]]) as usize;
-        let ty = u16::from_ne_bytes([body[off + 2], body[off + 3]]) & 0x3fff;
+    // An attribute header (length, type) read as one word: a packet carries ten or so
+    // attributes, and each header's four byte reads cost a bounds check apiece.
+    while let Some(&h) = body
+        .get(off..off + 4)
+        .and_then(|h| <&[u8; 4]>::try_from(h).ok())
+    {
+        let len = u16::from_ne_bytes([h[0], h[1]]) as usize;
+        let ty = u16::from_ne_bytes([h[2], h[3]]) & 0x3fff;
         if len < 4 || off + len > body.len() {
             break;
         }
