@@ -204,6 +204,15 @@ fn fuzz_corpora_replay() {
             let _ = sipwall::inline::queue::netlink::packets(&bytes).count();
             let mut cap = sipwall::replay::Capture::default();
             let _ = cap.read_from(&bytes[..], "seed");
+            cap.sort();
+            // Replayed whole too: fragments (and fragments in tunnels) reassembled, judged.
+            let sides = sipwall::replay::Sides {
+                pbx: vec![common::PBX.split(':').next().unwrap().parse().unwrap()],
+                udp_ports: vec![5060],
+                tcp_ports: vec![5060],
+            };
+            let s = sipwall::replay::run(&mut common::engine(), &sides, &cap, None, |_| {});
+            assert_eq!(s.packets, cap.frames.len() as u64);
             let frames = cap.frames.iter().map(|f| (f.linktype, cap.data(f)));
             for (linktype, frame) in frames.chain([1, 101, 113, 276].map(|l| (l, &bytes[..]))) {
                 if let Some(s) = sipwall::replay::slice(linktype, frame) {

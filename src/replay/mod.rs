@@ -262,16 +262,30 @@ pub fn run(
                     reassembled += 1;
                     // A mirror's tunnel around a full-size packet is often what was
                     // fragmented: looked into once whole.
-                    let view = match untunnel_reassembled(whole.ip_number, &whole.payload) {
-                        Some(inner) => Packet::from_sliced(&inner),
-                        None => Packet::from_transport(src, dst, whole.ip_number, &whole.payload),
-                    };
-                    match view {
-                        IpView::Packet(p) => at.judge(engine, sides, &p),
-                        // A fragment inside a fragmented tunnel is not reassembled again.
-                        IpView::Fragment { .. } => at.external(engine, None, Reason::Fragment),
-                        IpView::OtherProtocol { .. } | IpView::Invalid => {
-                            at.external(engine, None, Reason::NotInspected)
+                    match untunnel_reassembled(whole.ip_number, &whole.payload) {
+                        Some(inner) => match Packet::from_sliced(&inner) {
+                            // The tunnelled packet a fragment too (fragmented before the
+                            // mirror took it): reassembled in turn, one level, no deeper.
+                            IpView::Fragment { src, dst } => match defrag.push(&inner, f.ts) {
+                                Some(inner_whole) => {
+                                    reassembled += 1;
+                                    let view = Packet::from_transport(
+                                        src,
+                                        dst,
+                                        inner_whole.ip_number,
+                                        &inner_whole.payload,
+                                    );
+                                    at.whole(engine, sides, view);
+                                    defrag.recycle(inner_whole);
+                                }
+                                None => at.external(engine, None, Reason::Fragment),
+                            },
+                            view => at.whole(engine, sides, view),
+                        },
+                        None => {
+                            let view =
+                                Packet::from_transport(src, dst, whole.ip_number, &whole.payload);
+                            at.whole(engine, sides, view)
                         }
                     }
                     defrag.recycle(whole);
@@ -351,6 +365,18 @@ impl At<'_, '_> {
         self.emit(None, p, None, d);
     }
 
+    /// A reassembled datagram's view: judged when it is a packet.
+    fn whole(&mut self, engine: &mut Engine, sides: &Sides, view: IpView) {
+        match view {
+            IpView::Packet(p) => self.judge(engine, sides, &p),
+            // Not reassembled a third time (bounded work per frame).
+            IpView::Fragment { .. } => self.external(engine, None, Reason::Fragment),
+            IpView::OtherProtocol { .. } | IpView::Invalid => {
+                self.external(engine, None, Reason::NotInspected)
+            }
+        }
+    }
+
     fn judge(&mut self, engine: &mut Engine, sides: &Sides, p: &Packet) {
         let Some(dir) = sides.direction(p) else {
             self.external(engine, Some(p), Reason::NotInspected);
@@ -392,47 +418,59 @@ mod run_tests {
         v
     }
 
+    /// IPv4 fragments of `payload` (protocol `proto`, identification `id`), `first` payload
+    /// bytes in the first fragment.
+    fn ip_fragments(
+        src: [u8; 4],
+        dst: [u8; 4],
+        proto: etherparse::IpNumber,
+        id: u16,
+        payload: &[u8],
+        first: usize,
+    ) -> Vec<Vec<u8>> {
+        [
+            (0, &payload[..first], true),
+            (first, &payload[first..], false),
+        ]
+        .into_iter()
+        .map(|(off, part, more)| {
+            let mut h =
+                etherparse::Ipv4Header::new(part.len() as u16, 64, proto, src, dst).unwrap();
+            h.identification = id;
+            h.more_fragments = more;
+            h.fragment_offset = etherparse::IpFragOffset::try_new(off as u16 / 8).unwrap();
+            h.header_checksum = h.calc_header_checksum();
+            let mut v = h.to_bytes().to_vec();
+            v.extend(part);
+            v
+        })
+        .collect()
+    }
+
     /// IPv4 fragments of a GRE packet between two mirror hosts, `first` payload bytes in the
     /// first fragment.
     fn fragmented_gre(inner: &[u8], first: usize) -> Vec<Vec<u8>> {
         let mut gre = vec![0x00, 0x00, 0x08, 0x00];
         gre.extend(inner);
-        [(0, &gre[..first], true), (first, &gre[first..], false)]
-            .into_iter()
-            .map(|(off, part, more)| {
-                let mut h = etherparse::Ipv4Header::new(
-                    part.len() as u16,
-                    64,
-                    etherparse::IpNumber::GRE,
-                    [192, 0, 2, 1],
-                    [192, 0, 2, 2],
-                )
-                .unwrap();
-                h.identification = 77;
-                h.more_fragments = more;
-                h.fragment_offset = etherparse::IpFragOffset::try_new(off as u16 / 8).unwrap();
-                h.header_checksum = h.calc_header_checksum();
-                let mut v = h.to_bytes().to_vec();
-                v.extend(part);
-                v
-            })
-            .collect()
+        ip_fragments(
+            [192, 0, 2, 1],
+            [192, 0, 2, 2],
+            etherparse::IpNumber::GRE,
+            77,
+            &gre,
+            first,
+        )
     }
 
-    /// A mirror's GRE packet fragmented on its way: reassembled, then the SIP inside judged.
-    #[test]
-    fn a_fragmented_tunnel_is_looked_into_once_whole() {
-        let sip = b"OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.5.5:5070;branch=z9hG4bK-1\r\n\
+    const SCANNER: &[u8] = b"OPTIONS sip:100@198.18.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.5.5:5070;branch=z9hG4bK-1\r\n\
             From: <sip:100@198.18.0.2>;tag=1\r\nTo: <sip:100@198.18.0.2>\r\nCall-ID: 1@x\r\nCSeq: 1 OPTIONS\r\n\
             User-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n";
-        let mut inner = Vec::new();
-        etherparse::PacketBuilder::ipv4([198, 18, 5, 5], [198, 18, 0, 2], 64)
-            .udp(5070, 5060)
-            .write(&mut inner, sip)
-            .unwrap();
+
+    /// `frames` replayed with the test's PBX and domain: the summary's (packets, fragments
+    /// reassembled, SIP messages) and one line per verdict.
+    fn replay(frames: &[Vec<u8>]) -> ((u64, u64, u64), Vec<String>) {
         let mut cap = Capture::default();
-        cap.read_from(&pcap(&fragmented_gre(&inner, 64))[..], "test")
-            .unwrap();
+        cap.read_from(&pcap(frames)[..], "test").unwrap();
         cap.sort();
         let mut c = crate::config::Config::default();
         c.sip.domains = vec!["sip.example.com".into()];
@@ -447,14 +485,61 @@ mod run_tests {
             lines.push(format!("{} {} {} {}", l.index, l.src, l.verdict, l.reason))
         };
         let s = run(&mut engine, &sides, &cap, Some(&mut keep), |_| {});
-        assert_eq!(
-            (s.packets, s.fragments_reassembled, s.sip_messages),
-            (2, 1, 1)
-        );
+        ((s.packets, s.fragments_reassembled, s.sip_messages), lines)
+    }
+
+    /// A mirror's GRE packet fragmented on its way: reassembled, then the SIP inside judged.
+    #[test]
+    fn a_fragmented_tunnel_is_looked_into_once_whole() {
+        let mut inner = Vec::new();
+        etherparse::PacketBuilder::ipv4([198, 18, 5, 5], [198, 18, 0, 2], 64)
+            .udp(5070, 5060)
+            .write(&mut inner, SCANNER)
+            .unwrap();
+        let (summary, lines) = replay(&fragmented_gre(&inner, 64));
+        assert_eq!(summary, (2, 1, 1));
         assert_eq!(
             lines,
             ["0  accept fragment", "1 198.18.5.5:5070 drop scanner"],
             "the held fragment, then the message when whole"
+        );
+    }
+
+    /// A datagram fragmented before the mirror took it, each fragment's GRE packet
+    /// fragmented again: both levels reassembled, then the SIP judged.
+    #[test]
+    fn a_fragment_inside_a_fragmented_tunnel_is_reassembled_too() {
+        let mut udp = Vec::new();
+        etherparse::PacketBuilder::ipv4([198, 18, 5, 5], [198, 18, 0, 2], 64)
+            .udp(5070, 5060)
+            .write(&mut udp, SCANNER)
+            .unwrap();
+        // The UDP datagram (header and SIP) in two fragments of the phone's packet.
+        let udp = &udp[20..];
+        let inner = ip_fragments(
+            [198, 18, 5, 5],
+            [198, 18, 0, 2],
+            etherparse::IpNumber::UDP,
+            9,
+            udp,
+            128,
+        );
+        let frames: Vec<Vec<u8>> = inner.iter().flat_map(|f| fragmented_gre(f, 64)).collect();
+        let (summary, lines) = replay(&frames);
+        assert_eq!(
+            summary,
+            (4, 3, 1),
+            "two tunnels and the datagram reassembled"
+        );
+        assert_eq!(
+            lines,
+            [
+                "0  accept fragment",
+                "1  accept fragment",
+                "2  accept fragment",
+                "3 198.18.5.5:5070 drop scanner"
+            ],
+            "held until the inner datagram is whole"
         );
     }
 }
