@@ -592,14 +592,22 @@ fn replay_cmd(
         println!("bans:          {}", summary.bans);
         let bans = engine.shared().list();
         for b in bans.iter().take(10) {
-            println!(
-                "  {} {} after {} failure(s), users tried: {}; first: {}",
-                b.source,
-                b.tier,
-                b.evidence.failures,
-                b.evidence.users.join(","),
-                b.evidence.first_request
-            );
+            let e = &b.evidence;
+            if b.tier == "scanning" {
+                println!(
+                    "  {} {} after {} dropped request(s); last: {}",
+                    b.source, b.tier, e.failures, e.last_request
+                );
+            } else {
+                println!(
+                    "  {} {} after {} failure(s), users tried: {}; first: {}",
+                    b.source,
+                    b.tier,
+                    e.failures,
+                    e.users.join(","),
+                    e.first_request
+                );
+            }
         }
         if bans.len() > 10 {
             println!("  ... and {} more (--json lists them all)", bans.len() - 10);

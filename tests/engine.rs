@@ -616,6 +616,127 @@ fn twelve_failures_in_a_day_ban_until_released_and_allowed_sources_are_never_ban
     assert_eq!(e.shared().len(), 1);
 }
 
+/// svwar walking extensions by IP, svcrack guessing at the address: none of it reaches the
+/// PBX, so no failure is ever read; the drops themselves ban the source, and the rest of its
+/// sweep is dropped as `banned` (in the kernel, inline) without being read.
+#[test]
+fn a_source_that_keeps_sending_what_is_dropped_is_banned_for_scanning() {
+    let mut e = engine();
+    let d = DOMAIN;
+    let sweep = "198.19.4.4:5060";
+    let by_ip = |n: u32| {
+        request_full(
+            "REGISTER",
+            "198.18.0.2",
+            "198.18.0.2",
+            "198.18.0.2",
+            "",
+            &format!("w{n}"),
+            1,
+            "",
+        )
+    };
+    // Nine in a minute: dropped, not banned.
+    for n in 0..9 {
+        assert_eq!(
+            reason(&mut e, sweep, &by_ip(n), S + u64::from(n) * S),
+            Reason::NoSecretDomain
+        );
+    }
+    assert!(e.shared().is_empty());
+    // The tenth (a scanner's User-Agent counts alike) bans the source for an hour.
+    let probe = request("OPTIONS", d, d, d, "").replace("Yealink SIP-T46S", "friendly-scanner");
+    assert_eq!(reason(&mut e, sweep, &probe, 10 * S), Reason::Scanner);
+    let ban = e.shared().list().pop().expect("banned for scanning");
+    assert_eq!(
+        (ban.source.as_str(), ban.tier.as_str()),
+        ("198.19.4.4", "scanning")
+    );
+    assert_eq!(ban.until_ns, Some(10 * S + 3600 * S));
+    assert_eq!(ban.evidence.failures, 10);
+    assert_eq!(
+        (ban.evidence.first_failure_ns, ban.evidence.last_failure_ns),
+        (S, 10 * S)
+    );
+    assert!(
+        ban.evidence
+            .last_request
+            .starts_with("OPTIONS sip:200@sip.example.com"),
+        "{ban:?}"
+    );
+    assert_eq!(e.counters().bans, 1);
+    // Even a request that would pass is dropped now, unread.
+    assert_eq!(
+        reason(&mut e, sweep, &request("REGISTER", d, d, d, ""), 11 * S),
+        Reason::Banned
+    );
+    // Released by a person, it must earn a ban again: ten more drops, not one.
+    e.shared().unban(sipwall::engine::source_key(
+        "198.19.4.4".parse().unwrap(),
+        64,
+    ));
+    for n in 0..9 {
+        assert_eq!(
+            reason(&mut e, sweep, &by_ip(100 + n), 20 * S),
+            Reason::NoSecretDomain
+        );
+    }
+    assert!(e.shared().is_empty());
+}
+
+#[test]
+fn drops_spread_thin_or_from_a_working_phone_ban_no_one() {
+    let mut e = engine();
+    let d = DOMAIN;
+    let by_ip = |n: u32| {
+        request_full(
+            "OPTIONS",
+            "198.18.0.2",
+            "198.18.0.2",
+            "198.18.0.2",
+            "",
+            &format!("s{n}"),
+            1,
+            "",
+        )
+    };
+    // A honeypot's usual visitor: one probe every ten minutes, all day.
+    for n in 0..144u32 {
+        assert_eq!(
+            reason(
+                &mut e,
+                "198.19.9.9:5060",
+                &by_ip(n),
+                S + u64::from(n) * 600 * S
+            ),
+            Reason::NoSecretDomain
+        );
+    }
+    // A phone that registered a minute ago, whose address someone forges with a scanner's
+    // User-Agent: never banned that way (its own failures still would be).
+    assert_eq!(
+        reason(&mut e, PHONE, &request("REGISTER", d, d, d, ""), 1000 * S),
+        Reason::SecretDomain
+    );
+    let forged = request("OPTIONS", d, d, d, "").replace("Yealink SIP-T46S", "sipvicious");
+    for n in 0..50u64 {
+        assert_eq!(
+            reason(&mut e, PHONE, &forged, 1060 * S + n),
+            Reason::Scanner
+        );
+    }
+    assert!(e.shared().is_empty(), "{:?}", e.shared().list());
+    // Turned off, a sweep is dropped request by request and never banned.
+    let mut e = engine_with("[bans]\nscanning = { drops = 0, within = \"1m\", ban = \"1h\" }");
+    for n in 0..50 {
+        assert_eq!(
+            reason(&mut e, "198.19.4.4:5060", &by_ip(n), S + u64::from(n)),
+            Reason::NoSecretDomain
+        );
+    }
+    assert!(e.shared().is_empty());
+}
+
 #[test]
 fn a_raise_to_a_longer_tier_counts_as_a_ban() {
     // A guesser's burst: twelve REGISTERs reach the PBX before its first answer comes back.

@@ -42,6 +42,16 @@ pub enum Expiry {
     Permanent,
 }
 
+impl Expiry {
+    /// When a ban of this length made at `now` ends (`None`: until released).
+    pub fn until(self, now: u64) -> Option<u64> {
+        match self {
+            Expiry::Permanent => None,
+            Expiry::For(d) => Some(now.saturating_add(d.as_nanos())),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Expiry {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

@@ -275,6 +275,27 @@ pub struct BanTier {
     pub ban: Expiry,
 }
 
+/// A scanner's sweep, svwar's extension walk or svcrack's guesses by IP never reach the PBX,
+/// so no failure of theirs is ever seen: `drops` of them within `within` ban the source, and
+/// the kernel's ban set drops the rest of the sweep before the queue (0 drops: off).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScanningBan {
+    pub drops: u32,
+    pub within: Duration,
+    pub ban: Expiry,
+}
+
+impl Default for ScanningBan {
+    fn default() -> Self {
+        ScanningBan {
+            drops: 10,
+            within: Duration::from_secs(60),
+            ban: Expiry::For(Duration::from_secs(3600)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BansSection {
@@ -282,6 +303,9 @@ pub struct BansSection {
     /// Distinct user names failing from one source that mean enumeration (0: off).
     pub enumeration_users: u32,
     pub enumeration_ban: Expiry,
+    /// Sources that keep sending what sipwall drops as `scanner` or `no-secret-domain` (tier
+    /// `scanning`), unless they sent an accepted request within `rate.source_idle`.
+    pub scanning: ScanningBan,
     /// Command run (by `sh -c`) for each new ban, with SIPWALL_SOURCE, SIPWALL_TIER,
     /// SIPWALL_REASON, SIPWALL_UNTIL (Unix seconds, or "permanent"), SIPWALL_FAILURES and
     /// SIPWALL_USERS in its environment. Never waited for by the packet path.
@@ -307,6 +331,7 @@ impl Default for BansSection {
             ],
             enumeration_users: 5,
             enumeration_ban: Expiry::For(Duration::from_secs(86400)),
+            scanning: ScanningBan::default(),
             on_ban: None,
             on_ban_per_minute: 6,
         }
@@ -415,6 +440,10 @@ impl Config {
                     "bans.tiers[{i}]: failures and within must be above zero"
                 ));
             }
+        }
+        let s = &self.bans.scanning;
+        if s.drops > 0 && s.within.is_zero() {
+            return inv("bans.scanning: within must be above zero".into());
         }
         let l = &self.limits;
         if l.max_message_bytes < 512 || l.max_message_bytes > 1 << 20 {
@@ -779,6 +808,14 @@ mod tests {
             .unwrap()
             .compile();
         assert!(bad.is_err());
+        let scanning = |t: &str| Config::from_toml(&format!("[bans]\nscanning = {t}"), "t");
+        let bad = scanning("{ drops = 5, within = \"0s\", ban = \"1h\" }").unwrap();
+        assert!(matches!(bad.compile(), Err(ConfigError::Invalid(m)) if m.contains("scanning")));
+        let off = scanning("{ drops = 0, within = \"0s\", ban = \"1h\" }").unwrap();
+        assert!(off.compile().is_ok(), "off needs no window");
+        let forever = scanning("{ drops = 50, within = \"1h\", ban = \"permanent\" }").unwrap();
+        assert_eq!(forever.bans.scanning.ban, Expiry::Permanent);
+        assert!(scanning("{ drops = 5 }").is_err(), "every field is given");
         assert!(Config::from_toml(
             "[bans]\ntiers=[{failures=2, within=\"1x\", ban=\"1h\"}]",
             "t"

@@ -23,9 +23,10 @@ pub struct Ban {
     pub since_ns: u64,
     /// None: until a person releases it.
     pub until_ns: Option<u64>,
-    /// "tier-1", "tier-2", ..., "enumeration", "manual".
+    /// "tier-1", "tier-2", ..., "enumeration", "scanning", "manual".
     pub tier: String,
-    /// Why, in words: "auth failures", "user enumeration", or the operator's reason.
+    /// Why, in words: "auth failures", "user enumeration", "dropped requests", or the
+    /// operator's reason.
     #[serde(default)]
     pub reason: String,
     pub evidence: Evidence,
@@ -38,6 +39,8 @@ fn expired(b: &Ban, now: u64) -> bool {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Evidence {
+    /// The failures that earned the ban; for a `scanning` ban, the requests dropped (and the
+    /// `*_failure_ns` times are those of the first and the last of them).
     pub failures: u32,
     pub users: Vec<String>,
     pub first_request: String,
@@ -480,10 +483,7 @@ impl Failures {
         best.map(|(tier, expiry)| Ban {
             source: f.source.to_string(),
             since_ns: f.now,
-            until_ns: match expiry {
-                Expiry::Permanent => None,
-                Expiry::For(d) => Some(f.now.saturating_add(d.as_nanos())),
-            },
+            until_ns: expiry.until(f.now),
             reason: if tier == "enumeration" {
                 "user enumeration".into()
             } else {

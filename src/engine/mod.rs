@@ -13,6 +13,7 @@ pub mod lists;
 mod memo;
 mod rate;
 mod reason;
+mod scanning;
 mod tables;
 
 pub use bans::{key_of_label, Ban, Evidence, FailureHistory, Shared, Snapshot};
@@ -107,6 +108,8 @@ pub struct Engine {
     user_agents: memo::UaMemo,
     /// The runtime allow/deny lists, as this worker last saw them.
     lists: bans::ListsCache,
+    /// Drops per source that lead to a `scanning` ban.
+    scanning: scanning::ScanTally,
 }
 
 /// Dropped requests remembered for [`Engine::skip_answers_to_dropped`]; past it the memory
@@ -155,6 +158,7 @@ impl Engine {
             dropped_txns: None,
             tls_scratch: Vec::new(),
             user_agents: memo::UaMemo::default(),
+            scanning: scanning::ScanTally::default(),
         }
     }
 
@@ -533,8 +537,52 @@ impl Engine {
         };
         if decision.verdict == Verdict::Drop {
             self.note_dropped(m);
+            if matches!(decision.reason, Reason::Scanner | Reason::NoSecretDomain) {
+                self.note_scanning(m, src, now);
+            }
         }
         Judged { what, decision }
+    }
+
+    /// A request dropped as a scanner's or by IP: counted, and the source banned (tier
+    /// `scanning`) once it has sent `bans.scanning.drops` of them within `within`. Not a source
+    /// that sent an accepted request within `rate.source_idle`: forging a working phone's
+    /// address with a scanner's User-Agent must not ban the phone.
+    #[cold]
+    fn note_scanning(&mut self, m: &Message, src: &Src, now: u64) {
+        let s = self.policy.config.bans.scanning;
+        if s.drops == 0 || src.allowed || self.rate.knows(src.key, now) {
+            return;
+        }
+        let Some((drops, since)) = self.scanning.note(src.key, now, s.within.as_nanos()) else {
+            return;
+        };
+        if drops < s.drops {
+            return;
+        }
+        self.scanning.forget(src.key);
+        let source = source_label(src.ip, self.policy.ipv6_prefix);
+        let line = &m.start_line[..m.start_line.len().min(200)];
+        let ban = Ban {
+            source: source.clone(),
+            since_ns: now,
+            until_ns: s.ban.until(now),
+            tier: "scanning".into(),
+            reason: "dropped requests".into(),
+            evidence: Evidence {
+                failures: drops,
+                users: Vec::new(),
+                first_request: String::new(),
+                last_request: String::from_utf8_lossy(line).into_owned(),
+                first_failure_ns: since,
+                last_failure_ns: now,
+            },
+        };
+        let applied = self.shared.escalate(src.key, ban);
+        if matches!(applied, bans::Applied::New | bans::Applied::Raised) {
+            self.counters.bans += 1;
+            tracing::warn!(%source, tier = "scanning", drops, "banned");
+        }
     }
 
     fn judge_response(&mut self, m: &Message, src: &Src, now: u64) -> Decision {

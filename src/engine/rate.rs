@@ -202,6 +202,14 @@ impl RateLimits {
         }
     }
 
+    /// Whether `key` sent a request that passed every check within `rate.source_idle` (its
+    /// buckets are kept that long).
+    pub fn knows(&self, key: SourceKey, now: u64) -> bool {
+        self.sources
+            .get(self.hasher.hash_one(key))
+            .is_some_and(|i| now.saturating_sub(self.states[i as usize].last_seen) <= self.idle_ns)
+    }
+
     /// A keepalive: charged to the source's general bucket if it has state, else to a shared one.
     pub fn check_keepalive(&mut self, key: SourceKey, now: u64) -> bool {
         match self.sources.get(self.hasher.hash_one(key)) {

@@ -411,7 +411,7 @@ pub fn render(req: &Request, data: &serde_json::Value) -> String {
             }
             out += &format!(
                 "{:<26} {:<14} {:<14} {:<12} {:<16} {:>8}  evidence\n",
-                "SOURCE", "SINCE", "EXPIRES", "TIER", "REASON", "FAILURES"
+                "SOURCE", "SINCE", "EXPIRES", "TIER", "REASON", "COUNT"
             );
             for b in bans {
                 let e = &b.evidence;
