@@ -68,6 +68,16 @@ fn check(pcap: &Path) {
     assert!(atk.len() >= 5, "{atk:?}");
     assert!(atk.iter().all(|(_, v, _)| v == "drop"), "{atk:?}");
     assert!(atk.iter().any(|(_, _, r)| r == "scanner"), "{atk:?}");
+    // Its sweep's drops (all within seconds) ban it once there are ten of them.
+    let scanning = summary["banned_sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["source"] == "198.18.0.66")
+        .map(|b| b["tier"].clone());
+    if atk.len() >= 10 {
+        assert_eq!(scanning, Some("scanning".into()), "{atk:?}");
+    }
     // The guesser: 2 attempts (REGISTER, then REGISTER with a wrong password) reach the PBX,
     // the 2 failures ban it (tier 1), and its later attempts are dropped.
     let guess = from(&lines, "198.18.0.77");
@@ -275,6 +285,19 @@ fn inline_in_front_of_kamailio_against_real_tools() {
         "one line for the guesser's ban: {log}"
     );
     assert_eq!(get("secret_domain_in_log"), "0", "{log}");
+    assert_eq!(
+        get("attacker_banned_for_scanning"),
+        "1",
+        "a bot blasting by IP is banned by its drops: {log}"
+    );
+    assert_eq!(get("fail2ban_scanning_ban_lines"), "1", "{log}");
+    assert_eq!(get("attacker_in_kernel_ban_set"), "1", "{log}");
+    let judged: u32 = get("blaster_judged_by_sipwall").parse().unwrap();
+    assert!(
+        (10..150).contains(&judged),
+        "of 300, ten earn the ban and the kernel drops most of the rest before the queue: {log}"
+    );
+    assert_eq!(get("attacker_requests_at_pbx_after_blast"), "0", "{log}");
     assert_eq!(
         get("call_udp"),
         "ok",

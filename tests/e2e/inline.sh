@@ -21,6 +21,7 @@ sipwall_up() { # args after `run` (default: the config above)
   sleep 1
 }
 sipwall_stop() { kill -TERM "$sw"; wait "$sw" || true; }
+ctl() { ip netns exec "$ns-pbx" "$sipwall" ctl --socket "$run/ctl.sock" "$@"; }
 
 # 0. Without sipwall, any TLS client gets a handshake on 5061.
 tls_up
@@ -61,6 +62,20 @@ echo "registrations_at_pbx=$(pbx_count REGISTERED)"
 echo "fail2ban_drop_lines=$(grep -cE '^\S+ sipwall\[[0-9]+\]: \w+ drop .*source=198\.18\.0\.66' "$run/sipwall.err" || true)"
 echo "fail2ban_ban_lines=$(grep -cE '^\S+ sipwall\[[0-9]+\]: \w+ banned .*source=198\.18\.0\.77' "$run/sipwall.err" || true)"
 echo "secret_domain_in_log=$(grep -c 'sip.example.com' "$run/sipwall.err" || true)"
+# sipvicious gives up once nothing answers (a few requests); a bot that blasts by IP whatever
+# the answer is banned by its drops (tier scanning), and the kernel's ban set takes the rest.
+judged_66() { ctl --json stats | python3 -c "import json,sys; r=json.load(sys.stdin)['totals']['reasons']; print(r.get('no-secret-domain', 0) + r.get('banned', 0))"; }
+judged_before=$(judged_66)
+ip netns exec "$ns-atk" "$(dirname "$sipwall")/sipwall-load" send --dst 198.18.0.2:5060 --mix flood \
+  --sources 198.18.0.66/32 --exclude 198.19.255.0/24 --count 300 --rate 1000 --seconds 10 >/dev/null
+sleep 0.5
+echo "blaster_judged_by_sipwall=$(( $(judged_66) - judged_before ))"
+echo "attacker_banned_for_scanning=$(ctl bans | grep -cE '^198\.18\.0\.66 .* scanning ' || true)"
+echo "fail2ban_scanning_ban_lines=$(grep -cE '^\S+ sipwall\[[0-9]+\]: \w+ banned .*source=198\.18\.0\.66 tier=scanning' "$run/sipwall.err" || true)"
+echo "attacker_in_kernel_ban_set=$(ip netns exec "$ns-pbx" nft list set inet sipwall ban4 2>/dev/null | grep -c '198\.18\.0\.66' || true)"
+echo "attacker_requests_at_pbx_after_blast=$(pbx_saw 198.18.0.66)"
+# Released, so that what follows (fail-open after kill -9) sees the attacker's requests.
+ctl unban 198.18.0.66 >/dev/null
 
 # 2. kill -9: the rules stay, --queue-bypass lets traffic through.
 kill -9 "$sw"; wait "$sw" 2>/dev/null || true
