@@ -551,7 +551,7 @@ impl Engine {
     #[cold]
     fn note_scanning(&mut self, m: &Message, src: &Src, now: u64) {
         let s = self.policy.config.bans.scanning;
-        if s.drops == 0 || src.allowed || self.rate.knows(src.key, now) {
+        if s.drops == 0 || src.allowed {
             return;
         }
         let Some((drops, since)) = self.scanning.note(src.key, now, s.within.as_nanos()) else {
@@ -560,7 +560,11 @@ impl Engine {
         if drops < s.drops {
             return;
         }
+        // Asked only now: a drop costs the tally's one slot, not a lookup in the sources.
         self.scanning.forget(src.key);
+        if self.rate.knows(src.key, now) {
+            return;
+        }
         let source = source_label(src.ip, self.policy.ipv6_prefix);
         let line = &m.start_line[..m.start_line.len().min(200)];
         let ban = Ban {
