@@ -751,16 +751,17 @@ fn run_inline(
     }
     {
         let (c, k) = (ctl.clone(), keeper.clone());
-        helpers.push(
-            std::thread::Builder::new()
-                .name("keeper".into())
-                .spawn(move || {
-                    while !c.stop.load(Ordering::Acquire) {
-                        k.lock().expect("keeper lock").tick(now_ns());
-                        std::thread::sleep(std::time::Duration::from_millis(200));
-                    }
-                })?,
-        );
+        let keeper_thread = std::thread::Builder::new()
+            .name("keeper".into())
+            .spawn(move || {
+                while !c.stop.load(Ordering::Acquire) {
+                    k.lock().expect("keeper lock").tick(now_ns());
+                    // Woken early by a worker that made a ban (Control::wake_keeper).
+                    std::thread::park_timeout(sipwall::inline::KEEPER_TICK);
+                }
+            })?;
+        let _ = ctl.keeper.set(keeper_thread.thread().clone());
+        helpers.push(keeper_thread);
     }
     // Queues are bound before traffic is sent to them.
     std::thread::sleep(std::time::Duration::from_millis(100));

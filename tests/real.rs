@@ -293,9 +293,11 @@ fn inline_in_front_of_kamailio_against_real_tools() {
     assert_eq!(get("fail2ban_scanning_ban_lines"), "1", "{log}");
     assert_eq!(get("attacker_in_kernel_ban_set"), "1", "{log}");
     let judged: u32 = get("blaster_judged_by_sipwall").parse().unwrap();
+    // Sent at 1,000 a second: the keeper, woken by the ban, has the source in the kernel's set
+    // within milliseconds (at its 200 ms tick alone, ~40 more went through the queue).
     assert!(
-        (10..150).contains(&judged),
-        "of 300, ten earn the ban and the kernel drops most of the rest before the queue: {log}"
+        (10..60).contains(&judged),
+        "of 300, ten earn the ban and the kernel drops nearly all the rest before the queue: {log}"
     );
     assert_eq!(get("attacker_requests_at_pbx_after_blast"), "0", "{log}");
     assert_eq!(

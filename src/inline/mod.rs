@@ -50,6 +50,10 @@ pub struct Control {
     pub started_ns: u64,
     /// Calls in progress: those an earlier run saved, and each worker's as last published.
     pub calls: Mutex<CallsBoard>,
+    /// The keeper's thread, once it runs: a worker that made a ban wakes it, so that the
+    /// kernel's ban set has the source within a batch, not at the keeper's next tick (at a
+    /// blasting bot's thousands of packets a second, a tick is hundreds through the queue).
+    pub keeper: std::sync::OnceLock<std::thread::Thread>,
 }
 
 /// Calls in progress, between the workers (which know them) and the keeper (which saves them
@@ -64,6 +68,9 @@ pub struct CallsBoard {
     /// Moves on with every publication.
     pub version: u64,
 }
+
+/// The keeper's period: expiry, feeds, saves, and bans no worker woke it for (an operator's).
+pub const KEEPER_TICK: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A worker publishes its calls this often when they changed (and when it stops).
 const CALLS_PUBLISH_NS: u64 = 2_000_000_000;
@@ -87,7 +94,15 @@ impl Control {
             dry_run,
             started_ns: now_ns(),
             calls: Mutex::new(CallsBoard::default()),
+            keeper: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Has the keeper look at the bans now (it also does every [`KEEPER_TICK`]).
+    pub fn wake_keeper(&self) {
+        if let Some(t) = self.keeper.get() {
+            t.unpark();
+        }
     }
 
     /// Swaps in a new policy for every worker (SIGHUP).
@@ -318,6 +333,7 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
     let mut sampler = TallySampler::default();
     let (mut last_publish, mut last_top) = (0u64, 0u64);
     let mut seen = 0u64;
+    let mut bans_made = 0u64;
     // Receive errors returned to us; ENOBUFS the netlink layer counts itself.
     let (mut errors, mut warned) = (0u64, 0u64);
     tracing::info!(queue, dry_run, ?backend, "worker started");
@@ -447,6 +463,10 @@ pub fn worker(queue: u16, ctl: Arc<Control>, backend: Backend) -> anyhow::Result
             first += group;
         }
         q.flush()?;
+        if engine.counters().bans != bans_made {
+            bans_made = engine.counters().bans;
+            ctl.wake_keeper();
+        }
         for &(ip, dropped, weight) in &noted {
             tally.note(ip, dropped, weight);
         }
