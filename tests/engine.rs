@@ -737,6 +737,61 @@ fn drops_spread_thin_or_from_a_working_phone_ban_no_one() {
     assert!(e.shared().is_empty());
 }
 
+/// A spoofed flood cycling through a network could earn a ban for each of its addresses: bans
+/// for scanning stop at a cap (their probes are still dropped, one by one).
+#[test]
+fn bans_for_scanning_stop_while_the_cap_of_bans_stands() {
+    use sipwall::engine::{Ban, MAX_SCANNING_BANS};
+    let mut e = engine();
+    for k in 0..MAX_SCANNING_BANS as u128 {
+        let ban = Ban {
+            source: format!("x{k}"),
+            since_ns: S,
+            until_ns: None,
+            tier: "manual".into(),
+            reason: String::new(),
+            evidence: Default::default(),
+        };
+        e.shared().ban(k + 1, ban);
+    }
+    let by_ip = |n: u32| {
+        request_full(
+            "OPTIONS",
+            "198.18.0.2",
+            "198.18.0.2",
+            "198.18.0.2",
+            "",
+            &format!("c{n}"),
+            1,
+            "",
+        )
+    };
+    for n in 0..30 {
+        assert_eq!(
+            reason(&mut e, "198.19.4.4:5060", &by_ip(n), S + u64::from(n)),
+            Reason::NoSecretDomain
+        );
+    }
+    assert_eq!(e.shared().len(), MAX_SCANNING_BANS);
+    // One ban fewer, and the sweep's next ten drops ban it.
+    e.shared().unban(1);
+    for n in 0..10 {
+        assert_eq!(
+            reason(
+                &mut e,
+                "198.19.4.4:5060",
+                &by_ip(100 + n),
+                2 * S + u64::from(n)
+            ),
+            Reason::NoSecretDomain
+        );
+    }
+    assert_eq!(
+        reason(&mut e, "198.19.4.4:5060", &by_ip(200), 3 * S),
+        Reason::Banned
+    );
+}
+
 #[test]
 fn a_raise_to_a_longer_tier_counts_as_a_ban() {
     // A guesser's burst: twelve REGISTERs reach the PBX before its first answer comes back.

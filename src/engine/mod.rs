@@ -110,7 +110,12 @@ pub struct Engine {
     lists: bans::ListsCache,
     /// Drops per source that lead to a `scanning` ban.
     scanning: scanning::ScanTally,
+    /// When the cap on bans last stopped a ban for scanning (logged once a minute).
+    scanning_capped_at: u64,
 }
+
+/// Bans for scanning are made only while fewer bans than this (of any tier) stand.
+pub const MAX_SCANNING_BANS: usize = 4096;
 
 /// Dropped requests remembered for [`Engine::skip_answers_to_dropped`]; past it the memory
 /// starts again (a few answers may then be read as if inline).
@@ -159,6 +164,7 @@ impl Engine {
             tls_scratch: Vec::new(),
             user_agents: memo::UaMemo::default(),
             scanning: scanning::ScanTally::default(),
+            scanning_capped_at: 0,
         }
     }
 
@@ -563,6 +569,19 @@ impl Engine {
         // Asked only now: a drop costs the tally's one slot, not a lookup in the sources.
         self.scanning.forget(src.key);
         if self.rate.knows(src.key, now) {
+            return;
+        }
+        // A spoofed flood cycling through a network could earn a ban for every address in it
+        // (10 packets each): bans, kernel set and state file would grow with it. Real scanners
+        // are a few hundred a day; past the cap their probes are dropped one by one instead.
+        if self.shared.len() >= MAX_SCANNING_BANS {
+            if now.saturating_sub(self.scanning_capped_at) >= 60_000_000_000 {
+                self.scanning_capped_at = now;
+                tracing::warn!(
+                    bans = self.shared.len(),
+                    "no new bans for scanning while this many bans stand (a spoofed flood?)"
+                );
+            }
             return;
         }
         let source = source_label(src.ip, self.policy.ipv6_prefix);
