@@ -616,6 +616,12 @@ fn twelve_failures_in_a_day_ban_until_released_and_allowed_sources_are_never_ban
     assert_eq!(e.shared().len(), 1);
 }
 
+/// A request addressed by IP throughout (Request-URI, To and From), as sweeps send them.
+fn addressed_by_ip(method: &str, call_id: &str) -> String {
+    let ip = "198.18.0.2";
+    request_full(method, ip, ip, ip, "", call_id, 1, "")
+}
+
 /// svwar walking extensions by IP, svcrack guessing at the address: none of it reaches the
 /// PBX, so no failure is ever read; the drops themselves ban the source, and the rest of its
 /// sweep is dropped as `banned` (in the kernel, inline) without being read.
@@ -624,18 +630,7 @@ fn a_source_that_keeps_sending_what_is_dropped_is_banned_for_scanning() {
     let mut e = engine();
     let d = DOMAIN;
     let sweep = "198.19.4.4:5060";
-    let by_ip = |n: u32| {
-        request_full(
-            "REGISTER",
-            "198.18.0.2",
-            "198.18.0.2",
-            "198.18.0.2",
-            "",
-            &format!("w{n}"),
-            1,
-            "",
-        )
-    };
+    let by_ip = |n: u32| addressed_by_ip("REGISTER", &format!("w{n}"));
     // Nine in a minute: dropped, not banned.
     for n in 0..9 {
         assert_eq!(
@@ -688,18 +683,7 @@ fn a_source_that_keeps_sending_what_is_dropped_is_banned_for_scanning() {
 fn drops_spread_thin_or_from_a_working_phone_ban_no_one() {
     let mut e = engine();
     let d = DOMAIN;
-    let by_ip = |n: u32| {
-        request_full(
-            "OPTIONS",
-            "198.18.0.2",
-            "198.18.0.2",
-            "198.18.0.2",
-            "",
-            &format!("s{n}"),
-            1,
-            "",
-        )
-    };
+    let by_ip = |n: u32| addressed_by_ip("OPTIONS", &format!("s{n}"));
     // A honeypot's usual visitor: one probe every ten minutes, all day.
     for n in 0..144u32 {
         assert_eq!(
@@ -754,18 +738,7 @@ fn bans_for_scanning_stop_while_the_cap_of_bans_stands() {
         };
         e.shared().ban(k + 1, ban);
     }
-    let by_ip = |n: u32| {
-        request_full(
-            "OPTIONS",
-            "198.18.0.2",
-            "198.18.0.2",
-            "198.18.0.2",
-            "",
-            &format!("c{n}"),
-            1,
-            "",
-        )
-    };
+    let by_ip = |n: u32| addressed_by_ip("OPTIONS", &format!("c{n}"));
     for n in 0..30 {
         assert_eq!(
             reason(&mut e, "198.19.4.4:5060", &by_ip(n), S + u64::from(n)),

@@ -556,8 +556,9 @@ impl Engine {
     /// address with a scanner's User-Agent must not ban the phone.
     #[cold]
     fn note_scanning(&mut self, m: &Message, src: &Src, now: u64) {
+        // (An allowed source is never dropped as either: it is accepted before those checks.)
         let s = self.policy.config.bans.scanning;
-        if s.drops == 0 || src.allowed {
+        if s.drops == 0 {
             return;
         }
         let Some((drops, since)) = self.scanning.note(src.key, now, s.within.as_nanos()) else {
@@ -601,11 +602,21 @@ impl Engine {
                 last_failure_ns: now,
             },
         };
-        let applied = self.shared.escalate(src.key, ban);
-        if matches!(applied, bans::Applied::New | bans::Applied::Raised) {
-            self.counters.bans += 1;
-            tracing::warn!(%source, tier = "scanning", drops, "banned");
+        if let Some(raised) = self.earn(src.key, ban) {
+            tracing::warn!(%source, tier = "scanning", drops, raised, "banned");
         }
+    }
+
+    /// Applies a ban a source earned; `Some(raised)` when it is a ban to count and log (a new
+    /// one, or a raise to a longer tier: fail2ban's filter matches "banned"), `None` when one
+    /// at least as long was in force.
+    fn earn(&mut self, key: SourceKey, ban: Ban) -> Option<bool> {
+        match self.shared.escalate(key, ban) {
+            bans::Applied::New => Some(false),
+            bans::Applied::Raised => Some(true),
+            bans::Applied::Extended | bans::Applied::Kept => None,
+        }
+        .inspect(|_| self.counters.bans += 1)
     }
 
     fn judge_response(&mut self, m: &Message, src: &Src, now: u64) -> Decision {
@@ -852,12 +863,7 @@ impl Engine {
         if let Some(ban) = self.shared.record_failure(failure, &self.policy) {
             let (source, tier, failures) =
                 (ban.source.clone(), ban.tier.clone(), ban.evidence.failures);
-            // A raise to a longer tier is a ban too: counted, and logged as one (fail2ban's
-            // filter matches "banned"), with the tier that now holds.
-            let applied = self.shared.escalate(key, ban);
-            if matches!(applied, bans::Applied::New | bans::Applied::Raised) {
-                self.counters.bans += 1;
-                let raised = applied == bans::Applied::Raised;
+            if let Some(raised) = self.earn(key, ban) {
                 tracing::warn!(%source, %tier, failures, raised, "banned");
             }
         }
