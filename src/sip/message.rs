@@ -768,7 +768,9 @@ pub fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
 /// Inlined, as `name_addr` and `parse_cseq`: out of line, each returned its value through
 /// the stack, and `parse` copied it from there with wider loads than the stores that wrote
 /// it; such a load waits for those stores to retire (no store-to-load forwarding), which
-/// perf put at a fifth of `parse`'s time (REGISTER: rsip/parse 14x -> 17x, measured A/B).
+/// perf put at a fifth of `parse`'s time (REGISTER: rsip/parse 14x -> 16.5x, measured A/B).
+/// `Uri::parse_in` stays out of line: inlined at its three sites it made `parse` 63 KB of
+/// code (19 KB now), for no gain on the REGISTER and a loss on the scanner's OPTIONS.
 #[inline(always)]
 fn start_line<const URIS: bool>(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if is_sip_version(line) {

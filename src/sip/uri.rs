@@ -84,9 +84,8 @@ impl<'a> Uri<'a> {
     /// Parses the URI `ctx[start..]`: the same as [`Uri::parse`] of it (tested), but its
     /// scans may load the bytes before it. Most URIs are under 32 bytes and many under 16
     /// (`sip:100@1.1.1.1`), where a scan over the URI alone falls back to a byte loop; in
-    /// the message around it, every scan takes one SIMD block. Inlined for the reason
-    /// `message::start_line` is: its result is not copied through the stack.
-    #[inline(always)]
+    /// the message around it, every scan takes one SIMD block.
+    #[inline]
     pub fn parse_in(ctx: &'a [u8], start: usize, part: Part) -> Result<Uri<'a>, ParseError> {
         // A URI of a block or more scans alone (the same scans, with nothing to add).
         if ctx.len() - start >= 16 {
